@@ -1,0 +1,145 @@
+"""The in-memory index: where each live key's value is, in key order, and which tombstones still matter.
+
+Values stay on disk; the page cache caches them. The index holds, per live key, one int location (see
+`segment.pack_location`) in a dict, the key once more in a SortedList for prefix listing, and per segment
+the bytes its live records take, so compaction knows how much of each segment is dead.
+"""
+
+import collections
+from collections.abc import Sequence
+
+from sortedcontainers import SortedList
+
+from .segment import length_bits
+
+record_overhead_bytes = 16  # framing and msgpack bytes per op, near enough for dead-byte accounting
+_length_mask = (1 << length_bits) - 1
+
+
+def location_bytes(key: str, location: int) -> int:
+    return len(key) + (location & _length_mask) + record_overhead_bytes
+
+
+def tombstone_bytes(key: str) -> int:
+    return len(key) + record_overhead_bytes
+
+
+class Index:
+    """Not thread-safe: the store guards it with its state lock."""
+
+    def __init__(self) -> None:
+        self.locations: dict[str, int] = {}
+        self.keys = SortedList()
+        # key -> (raft_index, segment_id) of the delete that is the key's newest record
+        self.tombstones: dict[str, tuple[int, int]] = {}
+        # segment_id -> bytes of its records that are still the newest of their key
+        self.live_bytes: collections.Counter[int] = collections.Counter()
+
+    def put(self, key: str, location: int) -> None:
+        self._forget(key)
+        if key not in self.locations:
+            self.keys.add(key)
+        self.locations[key] = location
+        self.live_bytes[location >> 52] += location_bytes(key, location)
+
+    def delete(self, key: str, raft_index: int, segment_id: int) -> None:
+        self._forget(key)
+        if self.locations.pop(key, None) is not None:
+            self.keys.remove(key)
+        self.tombstones[key] = (raft_index, segment_id)
+        self.live_bytes[segment_id] += tombstone_bytes(key)
+
+    def _forget(self, key: str) -> None:
+        """Stop counting the bytes of the key's current record, which a newer one replaces."""
+        location = self.locations.get(key)
+        if location is not None:
+            self.live_bytes[location >> 52] -= location_bytes(key, location)
+            return
+        tombstone = self.tombstones.pop(key, None)
+        if tombstone is not None:
+            self.live_bytes[tombstone[1]] -= tombstone_bytes(key)
+
+    def move(self, key: str, old_location: int, new_location: int) -> bool:
+        """Compare-and-set for compaction: repoint the key only if it still points at `old_location`."""
+        if self.locations.get(key) != old_location:
+            return False
+        self.live_bytes[old_location >> 52] -= location_bytes(key, old_location)
+        self.live_bytes[new_location >> 52] += location_bytes(key, new_location)
+        self.locations[key] = new_location
+        return True
+
+    def move_tombstone(self, key: str, old: tuple[int, int], new_segment_id: int | None) -> None:
+        """Compare-and-set for compaction: rehome a tombstone, or drop it when `new_segment_id` is None."""
+        if self.tombstones.get(key) != old:
+            return
+        self.live_bytes[old[1]] -= tombstone_bytes(key)
+        if new_segment_id is None:
+            del self.tombstones[key]
+        else:
+            self.tombstones[key] = (old[0], new_segment_id)
+            self.live_bytes[new_segment_id] += tombstone_bytes(key)
+
+    def list(self, prefix: str) -> list[str]:
+        return list_children(self.keys, prefix)
+
+    def load(
+        self,
+        segment_id: int,
+        keys: Sequence[str],
+        indexes: Sequence[int],
+        locations: Sequence[int | None],
+        sequence: dict[str, int],
+    ) -> None:
+        """Merge one segment's entries at open: the newest raft index of each key wins.
+
+        `sequence` (key -> raft index of its newest record) lives only while the store opens. Compaction
+        copies keep their original raft index, so a segment's id alone does not say which record is newer.
+        Within a segment, a later entry of the same index wins (the later op of one batch).
+        """
+        index_locations = self.locations
+        tombstones = self.tombstones
+        for key, raft_index, location in zip(keys, indexes, locations, strict=True):
+            newest = sequence.get(key)
+            if newest is not None and newest > raft_index:
+                continue
+            sequence[key] = raft_index
+            if location is None:
+                index_locations.pop(key, None)
+                tombstones[key] = (raft_index, segment_id)
+            else:
+                index_locations[key] = location
+                if newest is not None:
+                    tombstones.pop(key, None)
+
+    def finish_load(self) -> None:
+        """Build the sorted keys and the live-byte counts once every segment is loaded."""
+        self.keys = SortedList(self.locations)
+        live = self.live_bytes
+        for key, location in self.locations.items():
+            live[location >> 52] += location_bytes(key, location)
+        for key, (_, segment_id) in self.tombstones.items():
+            live[segment_id] += tombstone_bytes(key)
+
+
+def list_children(sorted_keys, prefix: str) -> list[str]:
+    """Vault's physical LIST over a sorted container with `irange`: the immediate children of `prefix`,
+    in key order; a folder appears once, ending in '/'."""
+    children = []
+    start = prefix
+    while True:
+        folder = None
+        for key in sorted_keys.irange(minimum=start):
+            if not key.startswith(prefix):
+                return children
+            rest = key[len(prefix) :]
+            slash = rest.find("/")
+            if slash < 0:
+                children.append(rest)
+                continue
+            folder = rest[: slash + 1]
+            children.append(folder)
+            break
+        if folder is None:
+            return children
+        # '0' is the character after '/': skip every key inside this folder
+        start = prefix + folder[:-1] + "0"
