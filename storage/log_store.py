@@ -90,8 +90,7 @@ class LogStore:
         if sync not in sync_modes:
             raise ValueError(f"sync must be one of {sync_modes}, not {sync!r}")
         fileops = fileops or OsFileOps()
-        if not fileops.isdir(directory):
-            fileops.mkdir(directory)
+        _make_data_dir(fileops, directory)
         lock_handle = fileops.lock(os.path.join(directory, LOCK))
         options = {
             "segment_bytes_max": segment_bytes_max,
@@ -115,8 +114,7 @@ class LogStore:
     def install_snapshot(cls, directory: str, fileobj: BinaryIO, *, fileops: OsFileOps | None = None) -> None:
         """Replace the store in `directory` (which no one may have open) by the snapshot stream."""
         fileops = fileops or OsFileOps()
-        if not fileops.isdir(directory):
-            fileops.mkdir(directory)
+        _make_data_dir(fileops, directory)
         lock_handle = fileops.lock(os.path.join(directory, LOCK))
         try:
             snapshot.install(fileops, directory, fileobj, limits.segment_bytes_max)
@@ -384,3 +382,10 @@ class LogStore:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _make_data_dir(fileops: OsFileOps, directory: str) -> None:
+    """Create the data dir if missing, durably: its entry in the parent is fsynced too."""
+    if not fileops.isdir(directory):
+        fileops.mkdir(directory)
+        fileops.fsync_dir(os.path.dirname(os.path.abspath(directory)))
