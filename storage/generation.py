@@ -59,8 +59,10 @@ def read_current(fileops: OsFileOps, directory: str) -> int | None:
     """The current generation's number; None for a fresh data dir. Refuses a damaged CURRENT."""
     path = os.path.join(directory, CURRENT)
     if not fileops.exists(path):
-        if any(generation_number(name) is not None for name in fileops.listdir(directory)):
-            raise CorruptionError(path, 0, "CURRENT is missing but generations exist")
+        # A first open that crashed before writing CURRENT leaves only empty generations: still fresh.
+        for name in fileops.listdir(directory):
+            if generation_number(name) is not None and fileops.listdir(os.path.join(directory, name)):
+                raise CorruptionError(path, 0, f"CURRENT is missing but {name} holds data")
         return None
     text = fileops.read_file(path)
     lines = text.split(b"\n")
@@ -81,7 +83,8 @@ def open_current(fileops: OsFileOps, directory: str) -> int:
     number = read_current(fileops, directory)
     if number is None:
         number = 1
-        fileops.mkdir(os.path.join(directory, generation_name(number)))
+        if not fileops.isdir(os.path.join(directory, generation_name(number))):
+            fileops.mkdir(os.path.join(directory, generation_name(number)))
         fileops.fsync_dir(directory)
         write_current(fileops, directory, number)
     remove_other_generations(fileops, directory, keep=number)

@@ -9,6 +9,7 @@ A value's location is one int (a tuple costs about 30% more RAM per key):
     location = segment_id << 52 | value_offset << 24 | value_length
 """
 
+import contextlib
 import dataclasses
 import os
 import zlib
@@ -135,6 +136,8 @@ class SegmentWriter:
                 fileops.fsync_dir(directory)
         except BaseException:
             fileops.close(fd)
+            with contextlib.suppress(OSError):
+                fileops.unlink(temporary)
             raise
         writer = cls(fileops, path if publish else temporary, fd, header.segment_id, len(encoded))
         writer.crc = zlib.crc32(encoded)

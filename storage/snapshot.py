@@ -24,7 +24,7 @@ from . import limits
 from .errors import SnapshotError
 from .generation import (
     generation_name,
-    read_current,
+    open_current,
     remove_other_generations,
     write_atomically,
     write_current,
@@ -149,7 +149,7 @@ def install(fileops, directory: str, fileobj: BinaryIO, segment_bytes_max: int) 
 
     The caller holds the data dir's LOCK. Until CURRENT is switched, the old generation is the live one.
     """
-    number = (read_current(fileops, directory) or 0) + 1
+    number = open_current(fileops, directory) + 1
     final = os.path.join(directory, generation_name(number))
     temporary = final + ".tmp"
     if fileops.exists(temporary):
