@@ -75,9 +75,7 @@ def load_generation(fileops: OsFileOps, directory: str, repair: bool = False) ->
     index, sequence, segments = Index(), {}, {}
     applied_index = applied_term = 0
     for segment_id in sorted(headers):
-        info = _load_segment(
-            fileops, directory, segment_id, segment_id == newest_active or repair, index, sequence
-        )
+        info = _load_segment(fileops, directory, segment_id, segment_id == newest_active, repair, index, sequence)
         segments[segment_id] = info
         if info.max_index >= applied_index:
             applied_index, applied_term = info.max_index, info.max_term
@@ -143,6 +141,7 @@ def _load_segment(
     directory: str,
     segment_id: int,
     may_truncate: bool,
+    repair: bool,
     index: Index,
     sequence: dict[str, int],
 ) -> SegmentInfo:
@@ -155,7 +154,7 @@ def _load_segment(
         header = read_header(path, buffer)
         return SegmentInfo(header.kind, len(buffer), hint.max_index, hint.max_term, hinted=True)
     scan = scan_segment(path, buffer)
-    check_tail(path, buffer, scan, may_truncate)
+    check_tail(path, buffer, scan, may_truncate, repair)
     size = len(buffer)
     if scan.fault is not None:
         logger.warning("%s: %s at offset %d; truncating the torn tail", path, scan.fault.value, scan.good_end)

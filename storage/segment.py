@@ -221,12 +221,13 @@ def scan_segment(path: str, buffer: bytes) -> SegmentScan:
     return SegmentScan(header, entries, max_index, max_term, offset, fault, zlib.crc32(buffer))
 
 
-def check_tail(path: str, buffer: bytes, scan: SegmentScan, may_truncate: bool) -> None:
+def check_tail(path: str, buffer: bytes, scan: SegmentScan, may_truncate: bool, repair: bool = False) -> None:
     """Raise CorruptionError unless the scan's fault is a torn tail that may be truncated.
 
-    A torn tail has no valid record after it; anything else is mid-file corruption, which is never skipped.
+    A torn tail has no valid record after it; anything else is mid-file corruption, which is never skipped,
+    unless the operator asked for `repair` (truncate at the first bad record; Raft re-supplies the rest).
     """
-    if scan.fault is None:
+    if scan.fault is None or repair:
         return
     if not may_truncate:
         raise CorruptionError(path, scan.good_end, f"{scan.fault.value} in a sealed segment")
