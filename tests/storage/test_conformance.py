@@ -146,13 +146,14 @@ def _damaged_streams():
     stream = io.BytesIO()
     source.export_snapshot(stream)
     good = stream.getvalue()
-    trailer_at = len(good) - len(frame_object(RecordType.SNAPSHOT_TRAILER, {"count": 134, "sha256": b"0" * 32}))
+    forged_trailer = frame_object(RecordType.SNAPSHOT_TRAILER, {"count": 134, "sha256": b"0" * 32})
+    trailer_at = len(good) - len(forged_trailer)
     flipped = bytearray(good)
     flipped[len(good) // 2] ^= 0x01
     return {
         "truncated": good[: len(good) - 10],
         "cut in half": good[: len(good) // 2],
-        "forged trailer": good[:trailer_at] + frame_object(RecordType.SNAPSHOT_TRAILER, {"count": 134, "sha256": b"0" * 32}),
+        "forged trailer": good[:trailer_at] + forged_trailer,
         "bit flip": bytes(flipped),
         "trailing garbage": good + b"x",
         "empty": b"",
