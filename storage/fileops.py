@@ -41,6 +41,9 @@ class OsFileOps:
     def size(self, fd: int) -> int:
         return os.fstat(fd).st_size
 
+    def path_size(self, path: str) -> int:
+        return os.path.getsize(path)
+
     def fsync(self, fd: int) -> None:
         os.fsync(fd)
 

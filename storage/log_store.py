@@ -260,8 +260,8 @@ class LogStore:
 
     def disk_bytes(self) -> int:
         """Bytes of segments and hints in the current generation."""
-        directory = self.generation_dir
-        return sum(os.path.getsize(os.path.join(directory, name)) for name in os.listdir(directory))
+        directory, fileops = self.generation_dir, self._fileops
+        return sum(fileops.path_size(os.path.join(directory, name)) for name in fileops.listdir(directory))
 
     # --- snapshots ----------------------------------------------------------------------------------------
 

@@ -165,6 +165,10 @@ class SimulatedDisk:
         self._check()
         return len(self.fds[fd][0].data)
 
+    def path_size(self, path: str) -> int:
+        self._check()
+        return len(self._lookup(path).data)
+
     def fsync(self, fd: int) -> None:
         self._step("fsync")
         self.sync_calls += 1
