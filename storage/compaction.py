@@ -53,9 +53,9 @@ def plan(store, force_full: bool = False) -> Job | None:
     with store._state_lock:
         sealed = sorted(store._segments)
         live = {segment_id: store._index.live_bytes.get(segment_id, 0) for segment_id in sealed}
+        sizes = {segment_id: store._segments[segment_id].size for segment_id in sealed}
     if not sealed:
         return None
-    sizes = {segment_id: store._segments[segment_id].size for segment_id in sealed}
     keep_ratio = 1 - limits.compaction_dead_ratio_min
     total_size, total_live = sum(sizes.values()), sum(live.values())
     if force_full or total_live <= total_size * keep_ratio and total_size >= store.segment_bytes_max:

@@ -200,9 +200,9 @@ class LogStore:
             self._fail(error, old.size)
         old.close()
         self._active = None
-        self._segments[old.segment_id] = SegmentInfo(
-            KIND_ACTIVE, old.size, self._applied_index, self._applied_term, hinted=False
-        )
+        info = SegmentInfo(KIND_ACTIVE, old.size, self._applied_index, self._applied_term, hinted=False)
+        with self._state_lock:
+            self._segments[old.segment_id] = info
         self._start_active_segment()
 
     def _start_active_segment(self) -> None:
@@ -333,7 +333,9 @@ class LogStore:
                 compaction.run(self, job)
 
     def write_missing_hints(self) -> None:
-        for segment_id in sorted(self._segments):
+        with self._state_lock:
+            segment_ids = sorted(self._segments)
+        for segment_id in segment_ids:
             info = self._segments.get(segment_id)
             if info is None or info.hinted or self._stop.is_set():
                 continue
