@@ -33,9 +33,15 @@ from .segment import (
     pack_location,
     segment_name,
     unpack_location,
+    value_crc_bytes,
 )
 
 logger = logging.getLogger(__name__)
+# Consecutive live entries of one raft index are copied as one record, up to these bounds.
+_group_ops_max = 256
+_group_bytes_max = 1024 * 1024
+assert _group_ops_max <= limits.batch_ops_max
+assert _group_bytes_max + limits.value_bytes_max < limits.record_payload_bytes_max
 
 
 class CompactionAborted(StorageError):
@@ -87,18 +93,27 @@ class _Copier:
         self.started = store._monotonic()
 
     def copy_segment(self, segment_id: int) -> None:
+        """Copy the segment's live entries; consecutive entries of one raft index share a record."""
         store = self.store
         _, buffer, scan = read_segment_checked(store._fileops, store.generation_dir, segment_id)
+        group: list = []  # (key, location | None, op) of one raft index
+        group_index, group_bytes = None, 0
         for key, raft_index, location in self._live_entries(segment_id, scan):
+            if location is None and self.job.full:
+                self.tombstones.append((key, (raft_index, segment_id), None))
+                continue
+            if group and (raft_index != group_index or len(group) >= _group_ops_max or group_bytes >= _group_bytes_max):
+                self._append(group_index, segment_id, group)
+                group, group_bytes = [], 0
             if location is None:
-                if self.job.full:
-                    self.tombstones.append((key, (raft_index, segment_id), None))
-                    continue
-                ops = [("delete", key, None)]
+                group.append((key, None, ("delete", key, None)))
             else:
                 _, offset, length = unpack_location(location)
-                ops = [("put", key, buffer[offset : offset + length])]
-            self._append(key, raft_index, location, segment_id, ops)
+                group.append((key, location, ("put", key, buffer[offset : offset + length])))
+                group_bytes += length
+            group_index = raft_index
+        if group:
+            self._append(group_index, segment_id, group)
 
     def _live_entries(self, segment_id: int, scan: SegmentScan) -> list:
         store = self.store
@@ -111,18 +126,22 @@ class _Copier:
                 or (location is None and tombstones.get(key) == (raft_index, segment_id))
             ]
 
-    def _append(self, key: str, raft_index: int, location: int | None, segment_id: int, ops: list) -> None:
+    def _append(self, raft_index: int, segment_id: int, group: list) -> None:
         output = self._output()
+        ops = [op for _, _, op in group]
         payload = encode_entry(raft_index, 0, ops)
         offset = output.writer.append(frame(RecordType.ENTRY, payload))
-        if location is None:
-            output.entries.append((key, raft_index, None))
-            self.tombstones.append((key, (raft_index, segment_id), output.writer.segment_id))
-        else:
-            value_offset = offset + frame_header_bytes + len(payload) - blob_bytes(ops)
-            new_location = pack_location(output.writer.segment_id, value_offset, unpack_location(location)[2])
+        value_offset = offset + frame_header_bytes + len(payload) - blob_bytes(ops)
+        new_segment_id = output.writer.segment_id
+        for key, location, (_op, _, value) in group:
+            if location is None:
+                output.entries.append((key, raft_index, None))
+                self.tombstones.append((key, (raft_index, segment_id), new_segment_id))
+                continue
+            new_location = pack_location(new_segment_id, value_offset, len(value))
             output.entries.append((key, raft_index, new_location))
             self.moved.append((key, location, new_location))
+            value_offset += len(value) + value_crc_bytes
         self._pace(frame_header_bytes + len(payload))
 
     def _output(self) -> _Output:

@@ -34,6 +34,7 @@ class Index:
         self.tombstones: dict[str, tuple[int, int]] = {}
         # segment_id -> bytes of its records that are still the newest of their key
         self.live_bytes: collections.Counter[int] = collections.Counter()
+        self._loaded_index_max = 0  # while opening: the newest raft index loaded so far
 
     def put(self, key: str, location: int) -> None:
         self._forget(key)
@@ -96,6 +97,9 @@ class Index:
         copies keep their original raft index, so a segment's id alone does not say which record is newer.
         Within a segment, a later entry of the same index wins (the later op of one batch).
         """
+        if indexes and min(indexes) >= self._loaded_index_max and None not in locations:
+            self._load_newer(keys, indexes, locations, sequence)
+            return
         index_locations = self.locations
         tombstones = self.tombstones
         for key, raft_index, location in zip(keys, indexes, locations, strict=True):
@@ -110,15 +114,28 @@ class Index:
                 index_locations[key] = location
                 if newest is not None:
                     tombstones.pop(key, None)
+        if indexes:
+            self._loaded_index_max = max(self._loaded_index_max, max(indexes))
+
+    def _load_newer(self, keys, indexes, locations, sequence) -> None:
+        """The common case, at C speed: only puts, none older than anything loaded before, so they all win."""
+        self.locations.update(zip(keys, locations, strict=True))
+        sequence.update(zip(keys, indexes, strict=True))
+        if self.tombstones:
+            for key in self.tombstones.keys() & set(keys):
+                del self.tombstones[key]
+        self._loaded_index_max = max(self._loaded_index_max, max(indexes))
 
     def finish_load(self) -> None:
         """Build the sorted keys and the live-byte counts once every segment is loaded."""
         self.keys = SortedList(self.locations)
-        live = self.live_bytes
-        for key, location in self.locations.items():
-            live[location >> 52] += location_bytes(key, location)
+        live = collections.defaultdict(int)
+        mask, overhead = _length_mask, record_overhead_bytes
+        for key, location in self.locations.items():  # location_bytes() inlined: 1M calls cost 0.2 s
+            live[location >> 52] += len(key) + (location & mask) + overhead
         for key, (_, segment_id) in self.tombstones.items():
             live[segment_id] += tombstone_bytes(key)
+        self.live_bytes = collections.Counter(live)
 
 
 def list_children(sorted_keys, prefix: str) -> list[str]:

@@ -362,7 +362,20 @@ class LogStore:
         with self._maintenance_lock, self._write_lock:
             if self._closed:
                 return
+            self._write_active_hint()
             self._close_files()
+
+    def _write_active_hint(self) -> None:
+        """On a clean close, hint the active segment too, so the next open need not scan it."""
+        if self._failure is not None or self._active is None:
+            return
+        try:
+            self._active.sync()
+            _, buffer, scan = read_segment_checked(self._fileops, self.generation_dir, self._active.segment_id)
+            hint = encode_hint(scan, len(buffer))
+            write_atomically(self._fileops, self.generation_dir, hint_name(self._active.segment_id), hint)
+        except (OSError, StorageError) as error:
+            logger.warning("no hint for the active segment at close (the next open scans it): %s", error)
 
     def _close_files(self) -> None:
         with self._state_lock:
