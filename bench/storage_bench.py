@@ -15,7 +15,7 @@ What it measures (one JSON line each, on stdout and appended to --out; fields as
   list         `list(prefix)` of a folder with 2,000 children (10% of them sub-folders), median over 200 calls.
   open         start-up: `LogStore.open` until it returns, in a fresh subprocess (this script, hidden
                --probe-open), for each --keys size, in three states: "sealed" (as a server leaves it after
-               a clean stop: sealed segments hinted, the last active segment not), "all" (every segment
+               a clean stop: close() hints the active segment too), "all" (every segment
                hinted) and "none" (hint files deleted). The store is built with sync="none", 1000 ops per
                apply. Page cache warm (the files were just written); repeated, median reported.
   ram          VmRSS of the probe just before and just after open: (after - before) / keys = bytes per key.

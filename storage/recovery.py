@@ -72,13 +72,20 @@ def load_generation(fileops: OsFileOps, directory: str, repair: bool = False) ->
     _settle_compactions(fileops, directory, names, headers)
     _remove_orphan_hints(fileops, directory, headers)
     newest_active = max((i for i, h in headers.items() if h.kind == KIND_ACTIVE), default=None)
-    index, sequence, segments = Index(), {}, {}
+    segments, entries = {}, []
     applied_index = applied_term = 0
     for segment_id in sorted(headers):
-        info = _load_segment(fileops, directory, segment_id, segment_id == newest_active, repair, index, sequence)
+        info, columns = _read_segment(fileops, directory, segment_id, segment_id == newest_active, repair)
         segments[segment_id] = info
+        entries.append((segment_id, columns))
         if info.max_index >= applied_index:
             applied_index, applied_term = info.max_index, info.max_term
+    index = Index()
+    # Without compaction outputs, segments hold disjoint, increasing raft indexes: id order is age order and
+    # the per-key newest-index bookkeeping (a second 1M-entry dict) can be skipped.
+    sequence = {} if _overlapping(entries) else None
+    for segment_id, (keys, indexes, locations) in entries:
+        index.load(segment_id, keys, indexes, locations, sequence)
     index.finish_load()
     return Loaded(index, segments, applied_index, applied_term, next_segment_id)
 
@@ -136,23 +143,26 @@ def _remove_orphan_hints(fileops: OsFileOps, directory: str, headers: dict[int, 
         fileops.fsync_dir(directory)
 
 
-def _load_segment(
-    fileops: OsFileOps,
-    directory: str,
-    segment_id: int,
-    may_truncate: bool,
-    repair: bool,
-    index: Index,
-    sequence: dict[str, int],
-) -> SegmentInfo:
+def _overlapping(entries: list) -> bool:
+    newest = 0
+    for _, (_, indexes, _) in entries:
+        if indexes:
+            if min(indexes) < newest:
+                return True
+            newest = max(indexes)
+    return False
+
+
+def _read_segment(fileops: OsFileOps, directory: str, segment_id: int, may_truncate: bool, repair: bool):
+    """(SegmentInfo, (keys, indexes, locations)) from the hint if it matches the segment, else from a scan."""
     path = os.path.join(directory, segment_name(segment_id))
     buffer = fileops.read_file(path)
     hint_path = os.path.join(directory, hint_name(segment_id))
     hint = decode_hint(fileops.read_file(hint_path)) if fileops.exists(hint_path) else None
     if hint is not None and hint.segment_size == len(buffer) and hint.segment_crc == zlib.crc32(buffer):
-        index.load(segment_id, hint.keys, hint.indexes, hint.locations, sequence)
         header = read_header(path, buffer)
-        return SegmentInfo(header.kind, len(buffer), hint.max_index, hint.max_term, hinted=True)
+        info = SegmentInfo(header.kind, len(buffer), hint.max_index, hint.max_term, hinted=True)
+        return info, (hint.keys, hint.indexes, hint.locations)
     scan = scan_segment(path, buffer)
     check_tail(path, buffer, scan, may_truncate, repair)
     size = len(buffer)
@@ -160,10 +170,8 @@ def _load_segment(
         logger.warning("%s: %s at offset %d; truncating the torn tail", path, scan.fault.value, scan.good_end)
         _truncate(fileops, path, scan.good_end)
         size = scan.good_end
-    if scan.entries:
-        keys, indexes, locations = zip(*scan.entries, strict=True)
-        index.load(segment_id, keys, indexes, locations, sequence)
-    return SegmentInfo(scan.header.kind, size, scan.max_index, scan.max_term, hinted=False)
+    columns = tuple(zip(*scan.entries, strict=True)) if scan.entries else ((), (), ())
+    return SegmentInfo(scan.header.kind, size, scan.max_index, scan.max_term, hinted=False), columns
 
 
 def _truncate(fileops: OsFileOps, path: str, size: int) -> None:
