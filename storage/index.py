@@ -43,41 +43,43 @@ class Index:
             self._live_bytes = self._count_live_bytes()
         return self._live_bytes
 
-    @property
-    def _count(self) -> collections.Counter[int]:
-        """Where changes are counted: a throwaway counter while the live bytes are not counted yet."""
-        return self._live_bytes if self._live_bytes is not None else collections.Counter()
-
     def put(self, key: str, location: int) -> None:
-        self._forget(key)
-        if key not in self.locations:
+        locations, live = self.locations, self._live_bytes
+        old = locations.get(key)
+        if old is None:
+            self._forget_tombstone(key)
             self.keys.add(key)
-        self.locations[key] = location
-        self._count[location >> 52] += location_bytes(key, location)
+        elif live is not None:
+            live[old >> 52] -= len(key) + (old & _length_mask) + record_overhead_bytes
+        locations[key] = location
+        if live is not None:
+            live[location >> 52] += len(key) + (location & _length_mask) + record_overhead_bytes
 
     def delete(self, key: str, raft_index: int, segment_id: int) -> None:
-        self._forget(key)
-        if self.locations.pop(key, None) is not None:
+        old = self.locations.pop(key, None)
+        if old is None:
+            self._forget_tombstone(key)
+        else:
             self.keys.remove(key)
+            self._add(old >> 52, -location_bytes(key, old))
         self.tombstones[key] = (raft_index, segment_id)
-        self._count[segment_id] += tombstone_bytes(key)
+        self._add(segment_id, tombstone_bytes(key))
 
-    def _forget(self, key: str) -> None:
-        """Stop counting the bytes of the key's current record, which a newer one replaces."""
-        location = self.locations.get(key)
-        if location is not None:
-            self._count[location >> 52] -= location_bytes(key, location)
-            return
+    def _forget_tombstone(self, key: str) -> None:
         tombstone = self.tombstones.pop(key, None)
         if tombstone is not None:
-            self._count[tombstone[1]] -= tombstone_bytes(key)
+            self._add(tombstone[1], -tombstone_bytes(key))
+
+    def _add(self, segment_id: int, size: int) -> None:
+        if self._live_bytes is not None:
+            self._live_bytes[segment_id] += size
 
     def move(self, key: str, old_location: int, new_location: int) -> bool:
         """Compare-and-set for compaction: repoint the key only if it still points at `old_location`."""
         if self.locations.get(key) != old_location:
             return False
-        self._count[old_location >> 52] -= location_bytes(key, old_location)
-        self._count[new_location >> 52] += location_bytes(key, new_location)
+        self._add(old_location >> 52, -location_bytes(key, old_location))
+        self._add(new_location >> 52, location_bytes(key, new_location))
         self.locations[key] = new_location
         return True
 
@@ -85,12 +87,12 @@ class Index:
         """Compare-and-set for compaction: rehome a tombstone, or drop it when `new_segment_id` is None."""
         if self.tombstones.get(key) != old:
             return
-        self._count[old[1]] -= tombstone_bytes(key)
+        self._add(old[1], -tombstone_bytes(key))
         if new_segment_id is None:
             del self.tombstones[key]
         else:
             self.tombstones[key] = (old[0], new_segment_id)
-            self._count[new_segment_id] += tombstone_bytes(key)
+            self._add(new_segment_id, tombstone_bytes(key))
 
     def list(self, prefix: str) -> list[str]:
         return list_children(self.keys, prefix)
