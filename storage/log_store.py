@@ -344,13 +344,16 @@ class LogStore:
             info.hinted = True
 
     def _maintenance_loop(self) -> None:
-        while not self._stop.wait(limits.maintenance_interval_seconds):
+        delay = limits.maintenance_interval_seconds
+        while not self._stop.wait(delay):
             try:
                 self.maintain()
+                delay = limits.maintenance_interval_seconds
             except StoreClosed:
                 return
             except (StorageError, OSError) as error:
-                logger.error("storage maintenance failed, will retry: %s", error)
+                delay = min(delay * 2, limits.maintenance_backoff_seconds_max)
+                logger.error("storage maintenance failed, retrying in %.0f s: %s", delay, error)
 
     # --- closing ------------------------------------------------------------------------------------------
 
