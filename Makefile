@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup test test-storage lint bench run clean
+.PHONY: setup test lint bench run clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -22,7 +22,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 bench: setup
-	$(PY) bench/storage_bench.py --out bench/results/storage.jsonl
+	$(PY) bench/storage_bench.py --quiet-wait 10 --out bench/results/storage.jsonl
 
 run: setup
 	-$(PY) -m vaultd server --config cluster.toml --node n1

@@ -517,6 +517,8 @@ def parse_args(argv=None):
     a.space_keys, a.space_rounds = (5_000, 10) if a.quick else (20_000, 20)
     if a.duration <= 0 or a.duration > 600 or a.open_repeat < 1:
         ap.error("-d must be in (0, 600] and --open-repeat >= 1")
+    if a.out:
+        os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     return a
 
 

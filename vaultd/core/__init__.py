@@ -1,0 +1,1 @@
+"""vaultd/core: seal state, barrier, tokens, ACL, mounts, leases, audit. Never imports HTTP or Raft."""
