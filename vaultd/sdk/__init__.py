@@ -1,0 +1,1 @@
+"""vaultd/sdk: the only surface engines may import. Requests, responses, path declarations, storage views, errors."""

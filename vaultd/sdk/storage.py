@@ -1,0 +1,39 @@
+"""StorageView: what an engine sees of storage. Plaintext bytes under keys relative to the engine's own
+prefix; the barrier encrypts below it, and an engine can never name a key outside its mount."""
+
+from typing import Protocol
+
+
+class StorageView(Protocol):
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def put(self, key: str, value: bytes) -> None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def list(self, prefix: str) -> list[str]:
+        """Immediate children of `prefix`; folders end in '/'."""
+
+
+class MemoryView:
+    """A StorageView in a dict, for unit tests of engines."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, bytes] = {}
+
+    async def get(self, key: str) -> bytes | None:
+        return self.values.get(key)
+
+    async def put(self, key: str, value: bytes) -> None:
+        self.values[key] = bytes(value)
+
+    async def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+    async def list(self, prefix: str) -> list[str]:
+        children = set()
+        for key in self.values:
+            if key.startswith(prefix):
+                rest = key[len(prefix) :]
+                children.add(rest.split("/")[0] + "/" if "/" in rest else rest)
+        return sorted(children)
