@@ -1,16 +1,10 @@
-"""`vaultd` and `python -m vaultd`: the operator's command line."""
+"""`vaultd` and `python -m vaultd`: run a server, or act on one as an operator (the CLI)."""
 
 import argparse
+import logging
 import sys
 
 from . import __version__
-
-# What a command needs that is not built yet, and the issue that builds it.
-_not_built = {
-    "server": "the HTTP API server (issue 3: vaultd on one node; issue 5: the Raft cluster)",
-    "status": "the seal status client (issue 3)",
-    "operator": "init, unseal, rekey and raft operations (issues 3, 5 and 6)",
-}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -18,12 +12,34 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vaultd {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     server = commands.add_parser("server", help="run a node")
-    server.add_argument("--config")
-    server.add_argument("--node")
-    server.add_argument("--dev", action="store_true")
-    commands.add_parser("status", help="show a node's seal status")
-    commands.add_parser("operator", help="operator commands")
+    server.add_argument("--config", help="cluster.toml")
+    server.add_argument("--node", help="this node's id in cluster.toml")
+    server.add_argument("--dev", action="store_true", help="one initialised, unsealed node in a temp dir")
+    server.add_argument("--dev-root-token-id", help="the dev root token to use")
+    server.add_argument("--dev-listen-address", default="127.0.0.1:8200")
     return parser
+
+
+def _server(arguments: argparse.Namespace) -> int:
+    import uvloop
+
+    from . import app, config
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if arguments.dev:
+        uvloop.run(app.run_dev(arguments.dev_root_token_id, arguments.dev_listen_address))
+        return 0
+    if not arguments.config or not arguments.node:
+        print("vaultd server: give --config and --node, or --dev", file=sys.stderr)
+        return 2
+    try:
+        cluster = config.load(arguments.config)
+        node = cluster.node(arguments.node)
+    except config.ConfigError as error:
+        print(f"vaultd: {error}", file=sys.stderr)
+        return 2
+    uvloop.run(app.run_node(cluster, node))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,13 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         print("vaultd refuses to run under python -O: its assertions guard invariants", file=sys.stderr)
         return 2
     arguments = _parser().parse_args(argv)
-    print(
-        f"vaultd {__version__}: `{arguments.command}` is not built yet; it needs {_not_built[arguments.command]}.\n"
-        "Built so far: the sealed log-structured store (storage/), tested by `make test`, "
-        "measured by `make bench`.",
-        file=sys.stderr,
-    )
-    return 2
+    try:
+        return _server(arguments)
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,0 +1,105 @@
+"""The composition root: reads the configuration, builds storage → physical → barrier → core → http, and
+owns start-up and shut-down order. The only place that makes a real clock and real randomness."""
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import ssl
+import tempfile
+
+from aiohttp import web
+
+from storage import LogStore
+
+from .clock import SystemClock
+from .config import ClusterConfig, NodeConfig
+from .core.core import Core, LogicalRequest, NodeInfo
+from .core.physical import LocalPhysical
+from .engines.kv import kv_v1_backend, kv_v2_backend
+from .http.server import make_app
+from .sdk.request import Operation
+
+logger = logging.getLogger("vaultd")
+
+
+def engine_catalog() -> dict:
+    """Secret engine types by name: a factory taking the mount's options."""
+    return {"kv": lambda options: kv_v2_backend() if str((options or {}).get("version")) == "2" else kv_v1_backend()}
+
+
+@dataclasses.dataclass
+class Server:
+    core: Core
+    store: LogStore
+    runner: web.AppRunner
+
+
+async def start(data_dir: str, listen: str, cluster_name: str = "vaultd", tls: tuple | None = None) -> Server:
+    """Open the store, build the core and serve HTTP on `listen` (IP:port)."""
+    store = await asyncio.to_thread(LogStore.open, data_dir)
+    core = Core(LocalPhysical(store), SystemClock(), os.urandom, NodeInfo(cluster_name, f"http://{listen}"),
+                engines=engine_catalog())
+    runner = web.AppRunner(make_app(core), access_log=None)
+    await runner.setup()
+    host, _, port = listen.rpartition(":")
+    context = None
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*tls)
+    await web.TCPSite(runner, host, int(port), ssl_context=context).start()
+    return Server(core, store, runner)
+
+
+async def stop(server: Server) -> None:
+    await server.runner.cleanup()
+    await asyncio.to_thread(server.store.close)
+
+
+async def run_node(config: ClusterConfig, node: NodeConfig) -> None:
+    tls = None
+    if config.listener.tls_cert_file is not None:
+        tls = (str(config.listener.tls_cert_file), str(config.listener.tls_key_file))
+    os.makedirs(node.data_dir, mode=0o700, exist_ok=True)
+    server = await start(str(node.data_dir), node.api_addr, config.name, tls)
+    print(f"vaultd node {node.id} listening on {'https' if tls else 'http'}://{node.api_addr}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await stop(server)
+
+
+async def run_dev(root_token_id: str | None, listen: str) -> None:
+    """Vault's dev mode: one node in a temporary dir, initialised, unsealed, KV v2 at secret/."""
+    with tempfile.TemporaryDirectory(prefix="vaultd-dev-") as data_dir:
+        server = await start(data_dir, listen, "vaultd-dev")
+        core = server.core
+        keys = await core.initialize({"secret_shares": 1, "secret_threshold": 1})
+        await core.unseal(bytes.fromhex(keys["keys"][0]))
+        token = keys["root_token"]
+        if root_token_id:
+            token = await _replace_root_token(core, token, root_token_id)
+        await core.handle(LogicalRequest(Operation.UPDATE, "sys/mounts/secret",
+                                         {"type": "kv", "options": {"version": "2"}}, token))
+        print(_dev_banner(listen, keys["keys_base64"][0], token), flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await stop(server)
+
+
+async def _replace_root_token(core: Core, token: str, wanted: str) -> str:
+    await core.tokens.create_root_token(token_id=wanted)
+    with contextlib.suppress(Exception):
+        await core.tokens.revoke_tree(token)
+    return wanted
+
+
+def _dev_banner(listen: str, unseal_key: str, token: str) -> str:
+    return (
+        "WARNING! dev mode is enabled! In this mode, vaultd runs entirely in a temporary directory,\n"
+        "with one unseal key and the root token printed here. Never use it for real secrets.\n\n"
+        f"    export VAULT_ADDR='http://{listen}'\n\n"
+        f"Unseal Key: {unseal_key}\nRoot Token: {token}\n"
+    )

@@ -1,0 +1,241 @@
+"""Core: the state gate, then token → ACL → audit → router → engine → audit, for every logical request.
+
+States: uninitialised → sealed → unsealed (only `_become_*` change them). While sealed or uninitialised every
+logical path answers 503 "Vault is sealed", as Vault does. The ACL check comes before routing, so an
+unauthorised request for a path that does not exist is refused (403), not told it is missing.
+"""
+
+import base64
+import dataclasses
+import os
+from collections.abc import Callable
+
+from ..clock import Clock
+from ..sdk import errors
+from ..sdk.backend import Backend
+from ..sdk.request import Operation, Request, Response
+from . import seal as seal_module
+from .audit import AuditBroker
+from .barrier import Barrier
+from .mounts import AUTH_PATH, MOUNTS_PATH, MountEntry, Router, decode_table, encode_table
+from .physical import Physical
+from .policy_store import PolicyStore
+from .tokens import TokenStore
+from .view import BarrierView
+
+version = "1.15.0+vaultd"
+EngineFactory = Callable[[dict | None], Backend]
+TOKEN_SALT_PATH = "core/token-salt"
+
+
+@dataclasses.dataclass
+class LogicalRequest:
+    operation: Operation
+    path: str
+    data: dict
+    token: str
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    remote_address: str = ""
+
+
+@dataclasses.dataclass
+class LogicalResult:
+    request_id: str
+    response: Response | None
+    mount_type: str
+
+
+@dataclasses.dataclass
+class NodeInfo:
+    cluster_name: str = "vaultd"
+    api_addr: str = ""
+    storage_type: str = "logstore"
+
+
+class Core:
+    def __init__(
+        self,
+        physical: Physical,
+        clock: Clock,
+        randbytes: Callable[[int], bytes] = os.urandom,
+        node: NodeInfo | None = None,
+        engines: dict[str, EngineFactory] | None = None,
+    ):
+        self.physical = physical
+        self.clock = clock
+        self.randbytes = randbytes
+        self.node = node or NodeInfo()
+        self.engines = engines or {}  # secret engine type -> factory(options); injected by the app
+        self.barrier = Barrier(physical, clock)
+        self.seal = seal_module.ShamirSeal(self.barrier, randbytes)
+        self.router: Router | None = None
+        self.tokens: TokenStore | None = None
+        self.policies: PolicyStore | None = None
+        self.audit = AuditBroker(clock)
+        self.cluster_id = ""
+
+    # --- identifiers ------------------------------------------------------------------------------------
+
+    def new_request_id(self) -> str:
+        return seal_module._uuid(self.randbytes(16))
+
+    # --- init and seal -----------------------------------------------------------------------------------
+
+    async def is_initialized(self) -> bool:
+        return (self.seal.config or await self.seal.load_config()) is not None
+
+    async def initialize(self, body: dict) -> dict:
+        """sys/init: make the keys, set up the vault once (mounts, root token), and leave it sealed."""
+        from .system_init import initialize
+
+        return await initialize(self, body)
+
+    async def seal_status(self) -> dict:
+        config = self.seal.config or await self.seal.load_config()
+        status = {
+            "type": self.seal.type, "initialized": config is not None, "sealed": self.barrier.sealed,
+            "t": config.secret_threshold if config else 0, "n": config.secret_shares if config else 0,
+            "progress": self.seal.progress.progress, "nonce": self.seal.progress.nonce, "version": version,
+            "build_date": "2026-11-23T00:00:00Z", "migration": False, "recovery_seal": False,
+            "storage_type": self.node.storage_type,
+        }
+        if not self.barrier.sealed:
+            status["cluster_name"], status["cluster_id"] = self.node.cluster_name, self.cluster_id
+        return status
+
+    async def unseal(self, key: bytes, migrate: bool = False) -> dict:
+        if migrate:
+            raise errors.InvalidRequest("seal migration is not supported by a shamir-only node")
+        try:
+            unsealed = await self.seal.submit(key)
+        except errors.NotInitialized:
+            raise errors.InvalidRequest("Vault is not initialized") from None
+        if unsealed and self.router is None:
+            await self._become_unsealed()
+        return await self.seal_status()
+
+    async def reset_unseal(self) -> dict:
+        if not self.barrier.sealed:
+            raise errors.InvalidRequest("vault is unsealed")
+        self.seal.progress.reset()
+        return await self.seal_status()
+
+    async def seal_vault(self) -> None:
+        self._become_sealed()
+
+    async def _become_unsealed(self) -> None:
+        salt = await self.barrier.get(TOKEN_SALT_PATH)
+        if salt is None:
+            salt = self.randbytes(32)
+            await self.barrier.put(TOKEN_SALT_PATH, salt)
+        self.tokens = TokenStore(BarrierView(self.barrier, "sys/token/"), self.clock, salt)
+        self.policies = PolicyStore(BarrierView(self.barrier, "sys/policy/"))
+        router = Router(self._backend_for)
+        for entry in decode_table(await self.barrier.get(MOUNTS_PATH)) + decode_table(
+            await self.barrier.get(AUTH_PATH)
+        ):
+            router.mount(entry)
+        self.router = router
+        self.cluster_id = (await self.barrier.get("core/cluster-id") or b"").decode()
+        await self.audit.load(self)
+
+    def _become_sealed(self) -> None:
+        self.router = self.tokens = self.policies = None
+        self.audit.unload()
+        self.barrier.seal()
+
+    async def persist_mounts(self) -> None:
+        assert self.router is not None
+        await self.barrier.transaction(
+            [
+                ("put", MOUNTS_PATH, encode_table(self.router.table("mounts"))),
+                ("put", AUTH_PATH, encode_table(self.router.table("auth"))),
+            ]
+        )
+
+    def _backend_for(self, entry: MountEntry) -> Backend:
+        if entry.type == "system":
+            from .system import system_backend
+
+            return system_backend(self)
+        if entry.type == "token":
+            from .tokens import token_backend
+
+            return token_backend(self.tokens)
+        factory = self.engines.get(entry.type)
+        if factory is None:
+            raise errors.InvalidRequest(f"plugin not found in the catalog: {entry.type}")
+        return factory(entry.options)
+
+    # --- status endpoints --------------------------------------------------------------------------------
+
+    async def health(self) -> dict:
+        initialized = await self.is_initialized()
+        body = {
+            "initialized": initialized, "sealed": self.barrier.sealed, "standby": False,
+            "performance_standby": False, "replication_performance_mode": "disabled",
+            "replication_dr_mode": "disabled", "server_time_utc": int(self.clock.now()), "version": version,
+            "enterprise": False, "echo_duration_ms": 0, "clock_skew_ms": 0,
+            "replication_primary_canary_age_ms": 0,
+        }
+        if not self.barrier.sealed:
+            body["cluster_name"], body["cluster_id"] = self.node.cluster_name, self.cluster_id
+        return body
+
+    async def leader(self) -> dict:
+        return {
+            "ha_enabled": False, "is_self": False, "active_time": "0001-01-01T00:00:00Z", "leader_address": "",
+            "leader_cluster_address": "", "performance_standby": False, "performance_standby_last_remote_wal": 0,
+        }
+
+    # --- logical requests --------------------------------------------------------------------------------
+
+    async def handle(self, request: LogicalRequest) -> LogicalResult:
+        """Gate, authenticate, authorise, audit, route, audit. Raises sdk errors for the HTTP table."""
+        request_id = self.new_request_id()
+        if self.barrier.sealed or self.router is None:
+            raise errors.Sealed()
+        entry = await self.tokens.lookup(request.token) if request.token else None
+        if entry is None:
+            raise errors.PermissionDenied()
+        mount = self.router.match(request.path)
+        view = BarrierView(self.barrier, mount.storage_prefix) if mount else None
+        relative = request.path[len(mount.path) :] if mount else request.path
+        engine_request = Request(
+            operation=request.operation, path=relative, data=dict(request.data), storage=view,
+            mount_point=mount.path if mount else "", received_at=self.clock.now(),
+            token_accessor=entry.accessor, display_name=entry.display_name, policies=list(entry.policies),
+            headers={**request.headers, "x-vault-token": request.token},
+        )
+        backend = self.router.backends.get(mount.path) if mount else None
+        operation = await self._operation_for_acl(backend, engine_request)
+        acl = await self.policies.acl(entry.policies)
+        acl.check(request.path, operation.value, request.data, sudo_required=self._needs_sudo(request.path))
+        if mount is None or backend is None:
+            raise errors.UnsupportedPath(f'no handler for route "{request.path}". route entry not found.')
+        audit_request = self.audit.request_entry(request_id, request, entry, mount)
+        await self.audit.log(audit_request)
+        response = await backend.handle(engine_request)
+        await self.audit.log(self.audit.response_entry(audit_request, response))
+        await self.tokens.use(request.token)
+        return LogicalResult(request_id, response, mount.type)
+
+    async def _operation_for_acl(self, backend, request: Request) -> Operation:
+        """A write to a path that has nothing yet needs `create`, else `update` (Vault's existence check)."""
+        if request.operation is not Operation.UPDATE or backend is None:
+            return request.operation
+        try:
+            exists = await backend.existence(request)
+        except errors.VaultError:
+            return request.operation
+        return Operation.CREATE if exists is False else Operation.UPDATE
+
+    @staticmethod
+    def _needs_sudo(path: str) -> bool:
+        from .system import sudo_paths
+
+        return any(path == p or (p.endswith("*") and path.startswith(p[:-1])) for p in sudo_paths)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
