@@ -5,6 +5,8 @@
 The Raft issue replaces it with a replicated implementation of the same protocol.
 """
 
+from __future__ import annotations
+
 import asyncio
 import threading
 from collections.abc import Sequence
