@@ -47,12 +47,12 @@ class PolicyStore:
         return policy
 
     async def put(self, name: str, text: str) -> None:
-        check_policy_writable(name)
         name = normalize_policy_name(name)
         if not text or not text.strip():
             raise InvalidRequest("'policy' parameter not supplied or empty")
         text = _maybe_base64(text)
-        parse_policy(name, text)  # refuse what does not parse before storing anything
+        parse_policy(name, text)  # as Vault: a text that does not parse is refused before any name check
+        check_policy_writable(name)
         await self.view.put(name, text.encode())
         self._cache.pop(name, None)
 
