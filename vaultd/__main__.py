@@ -2,6 +2,7 @@
 
 import argparse
 import logging
+import os
 import sys
 
 from . import __version__
@@ -21,6 +22,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _server(arguments: argparse.Namespace) -> int:
+    # aiohttp's C parser (llhttp) refuses the LIST method that hvac and the Vault CLI send; its Python
+    # parser accepts any token. It must be chosen before aiohttp is first imported.
+    os.environ.setdefault("AIOHTTP_NO_EXTENSIONS", "1")
     import uvloop
 
     from . import app, config

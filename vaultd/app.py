@@ -36,20 +36,23 @@ class Server:
     runner: web.AppRunner
 
 
-async def start(data_dir: str, listen: str, cluster_name: str = "vaultd", tls: tuple | None = None) -> Server:
-    """Open the store, build the core and serve HTTP on `listen` (IP:port)."""
+async def build(data_dir: str, api_addr: str, cluster_name: str = "vaultd") -> Server:
+    """Open the store and build the core and the HTTP application; nothing listens yet."""
     store = await asyncio.to_thread(LogStore.open, data_dir)
-    core = Core(LocalPhysical(store), SystemClock(), os.urandom, NodeInfo(cluster_name, f"http://{listen}"),
+    core = Core(LocalPhysical(store), SystemClock(), os.urandom, NodeInfo(cluster_name, f"http://{api_addr}"),
                 engines=engine_catalog())
     runner = web.AppRunner(make_app(core), access_log=None)
     await runner.setup()
+    return Server(core, store, runner)
+
+
+async def serve(server: Server, listen: str, tls: tuple | None = None) -> None:
     host, _, port = listen.rpartition(":")
     context = None
     if tls is not None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(*tls)
-    await web.TCPSite(runner, host, int(port), ssl_context=context).start()
-    return Server(core, store, runner)
+    await web.TCPSite(server.runner, host, int(port), ssl_context=context).start()
 
 
 async def stop(server: Server) -> None:
@@ -62,7 +65,8 @@ async def run_node(config: ClusterConfig, node: NodeConfig) -> None:
     if config.listener.tls_cert_file is not None:
         tls = (str(config.listener.tls_cert_file), str(config.listener.tls_key_file))
     os.makedirs(node.data_dir, mode=0o700, exist_ok=True)
-    server = await start(str(node.data_dir), node.api_addr, config.name, tls)
+    server = await build(str(node.data_dir), node.api_addr, config.name)
+    await serve(server, node.api_addr, tls)
     print(f"vaultd node {node.id} listening on {'https' if tls else 'http'}://{node.api_addr}", flush=True)
     try:
         await asyncio.Event().wait()
@@ -73,7 +77,7 @@ async def run_node(config: ClusterConfig, node: NodeConfig) -> None:
 async def run_dev(root_token_id: str | None, listen: str) -> None:
     """Vault's dev mode: one node in a temporary dir, initialised, unsealed, KV v2 at secret/."""
     with tempfile.TemporaryDirectory(prefix="vaultd-dev-") as data_dir:
-        server = await start(data_dir, listen, "vaultd-dev")
+        server = await build(data_dir, listen, "vaultd-dev")
         core = server.core
         keys = await core.initialize({"secret_shares": 1, "secret_threshold": 1})
         await core.unseal(bytes.fromhex(keys["keys"][0]))
@@ -82,6 +86,7 @@ async def run_dev(root_token_id: str | None, listen: str) -> None:
             token = await _replace_root_token(core, token, root_token_id)
         await core.handle(LogicalRequest(Operation.UPDATE, "sys/mounts/secret",
                                          {"type": "kv", "options": {"version": "2"}}, token))
+        await serve(server, listen)
         print(_dev_banner(listen, keys["keys_base64"][0], token), flush=True)
         try:
             await asyncio.Event().wait()

@@ -215,9 +215,10 @@ class Core:
             raise errors.UnsupportedPath(f'no handler for route "{request.path}". route entry not found.')
         audit_request = self.audit.request_entry(request_id, request, entry, mount)
         await self.audit.log(audit_request)
+        if await self.tokens.use(request.token) is None:  # a use is spent before the request runs
+            raise errors.PermissionDenied()
         response = await backend.handle(engine_request)
         await self.audit.log(self.audit.response_entry(audit_request, response))
-        await self.tokens.use(request.token)
         return LogicalResult(request_id, response, mount.type)
 
     async def _operation_for_acl(self, backend, request: Request) -> Operation:

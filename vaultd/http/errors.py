@@ -1,5 +1,7 @@
 """The one table from error classes to HTTP statuses, and Vault's error body."""
 
+import json
+
 from aiohttp import web
 
 from ..sdk import errors
@@ -27,8 +29,13 @@ def status_of(error: errors.VaultError) -> int:
     return 500
 
 
+def json_response(body: object, status: int = 200) -> web.Response:
+    """`Content-Type: application/json` exactly, with no charset: hvac parses errors only then."""
+    return web.Response(body=json.dumps(body).encode(), status=status, content_type="application/json")
+
+
 def error_response(status: int, messages: list[str], data: dict | None = None) -> web.Response:
     body: dict = {"errors": messages}
     if data is not None:
         body["data"] = data
-    return web.json_response(body, status=status)
+    return json_response(body, status=status)

@@ -6,6 +6,7 @@ carries `Cache-Control: no-store`; bodies are `application/json` exactly, since 
 """
 
 import json
+import logging
 
 from aiohttp import web
 
@@ -14,8 +15,10 @@ from ..core.core import Core, LogicalRequest
 from ..sdk.errors import InvalidRequest, NotFound, VaultError
 from ..sdk.request import Operation
 from .common import CORE, query_data, read_json_body
-from .errors import error_response, status_of
+from .errors import error_response, json_response, status_of
 from .system_routes import system_routes
+
+logger = logging.getLogger(__name__)
 
 _truthy = {"1", "t", "T", "TRUE", "true", "True"}
 _falsy = {"0", "f", "F", "FALSE", "false", "False"}
@@ -48,12 +51,17 @@ async def _error_middleware(request: web.Request, handler) -> web.StreamResponse
         return await handler(request)
     except VaultError as error:
         if isinstance(error, NotFound) and error.data is not None:
-            return web.json_response(envelope(request.app[CORE].new_request_id(), error.data), status=404)
+            return json_response(envelope(request.app[CORE].new_request_id(), error.data), status=404)
         return error_response(status_of(error), error.messages, error.data)
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, ["http: request body too large"])
     except web.HTTPMethodNotAllowed:
         return error_response(405, [])
+    except web.HTTPException:
+        raise
+    except Exception:
+        logger.exception("internal error serving %s %s", request.method, request.path)
+        return error_response(500, ["internal error"])
 
 
 async def _not_found(request: web.Request) -> web.Response:
@@ -111,7 +119,7 @@ async def _logical(request: web.Request) -> web.Response:
     body = envelope(result.request_id, response.data, response, result.mount_type)
     if path.startswith(_injected_prefixes) and isinstance(response.data, dict):
         body = {**response.data, **body}
-    return web.json_response(body)
+    return json_response(body)
 
 
 def envelope(request_id: str, data: dict | None, response=None, mount_type: str = "") -> dict:

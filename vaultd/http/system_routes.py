@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ..sdk.errors import InvalidRequest
 from .common import CORE, read_json_body
-from .errors import error_response
+from .errors import error_response, json_response
 
 _health_codes = {
     "activecode": 200, "standbycode": 429, "drsecondarycode": 472, "performancestandbycode": 473,
@@ -39,14 +39,14 @@ async def _init(request: web.Request) -> web.Response:
         return refused
     core = _core(request)
     if request.method == "GET":
-        return web.json_response({"initialized": await core.is_initialized()})
-    return web.json_response(await core.initialize(await read_json_body(request)))
+        return json_response({"initialized": await core.is_initialized()})
+    return json_response(await core.initialize(await read_json_body(request)))
 
 
 async def _seal_status(request: web.Request) -> web.Response:
     if (refused := _allow(request, "GET")) is not None:
         return refused
-    return web.json_response(await _core(request).seal_status())
+    return json_response(await _core(request).seal_status())
 
 
 async def _unseal(request: web.Request) -> web.Response:
@@ -55,10 +55,10 @@ async def _unseal(request: web.Request) -> web.Response:
     body = {key.lower(): value for key, value in (await read_json_body(request)).items()}
     core = _core(request)
     if body.get("reset") is True:
-        return web.json_response(await core.reset_unseal())
+        return json_response(await core.reset_unseal())
     if not body.get("key"):
         raise InvalidRequest("'key' must be specified in request body as JSON, or 'reset' set to true")
-    return web.json_response(await core.unseal(decode_key(body["key"]), migrate=body.get("migrate") is True))
+    return json_response(await core.unseal(decode_key(body["key"]), migrate=body.get("migrate") is True))
 
 
 def decode_key(text: object) -> bytes:
@@ -99,10 +99,10 @@ async def _health(request: web.Request) -> web.Response:
         status = codes["activecode"]
     if request.method == "HEAD":
         return web.Response(status=status)
-    return web.json_response(body, status=status)
+    return json_response(body, status=status)
 
 
 async def _leader(request: web.Request) -> web.Response:
     if (refused := _allow(request, "GET")) is not None:
         return refused
-    return web.json_response(await _core(request).leader())
+    return json_response(await _core(request).leader())
