@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import signal
 import ssl
 import tempfile
 
@@ -13,6 +14,7 @@ from aiohttp import web
 
 from storage import LogStore
 
+from . import limits
 from .clock import SystemClock
 from .config import ClusterConfig, NodeConfig
 from .core.core import Core, LogicalRequest, NodeInfo
@@ -60,6 +62,42 @@ async def stop(server: Server) -> None:
     await asyncio.to_thread(server.store.close)
 
 
+async def maintain(core: Core) -> None:
+    """The expiration manager and the encryption-count save, forever; a failed pass is logged, not fatal."""
+    while True:
+        await asyncio.sleep(limits.maintenance_interval_seconds)
+        try:
+            revoked = await core.maintenance_pass()
+        except Exception:
+            logger.exception("maintenance pass failed; retrying next interval")
+            continue
+        if revoked:
+            logger.info("revoked %d expired tokens", revoked)
+
+
+async def _until_signalled() -> None:
+    """Wait for SIGTERM or SIGINT, so that shut-down closes the store cleanly (hints written, lock freed)."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signal_number, stopping.set)
+    await stopping.wait()
+    logger.info("shutting down")
+
+
+@contextlib.asynccontextmanager
+async def running(server: Server):
+    """Serve until cancelled, with the maintenance task alongside; stop everything in reverse order."""
+    task = asyncio.create_task(maintain(server.core), name="vaultd-maintenance")
+    try:
+        yield server
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await stop(server)
+
+
 async def run_node(config: ClusterConfig, node: NodeConfig) -> None:
     tls = None
     if config.listener.tls_cert_file is not None:
@@ -68,10 +106,8 @@ async def run_node(config: ClusterConfig, node: NodeConfig) -> None:
     server = await build(str(node.data_dir), node.api_addr, config.name)
     await serve(server, node.api_addr, tls)
     print(f"vaultd node {node.id} listening on {'https' if tls else 'http'}://{node.api_addr}", flush=True)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await stop(server)
+    async with running(server):
+        await _until_signalled()
 
 
 async def run_dev(root_token_id: str | None, listen: str) -> None:
@@ -88,10 +124,8 @@ async def run_dev(root_token_id: str | None, listen: str) -> None:
                                          {"type": "kv", "options": {"version": "2"}}, token))
         await serve(server, listen)
         print(_dev_banner(listen, keys["keys_base64"][0], token), flush=True)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await stop(server)
+        async with running(server):
+            await _until_signalled()
 
 
 async def _replace_root_token(core: Core, token: str, wanted: str) -> str:

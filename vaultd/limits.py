@@ -7,6 +7,8 @@ list_page_entries_max = 10_000
 proposal_timeout_seconds = 10.0
 read_barrier_wait_seconds = 5.0
 index_wait_seconds = 2.0
+# The expiration manager's pass over expired tokens (and the barrier's encryption-count save) repeats this often.
+maintenance_interval_seconds = 5.0
 # Vault's AbsoluteOperationMaximum: 10% shy of NIST's 2^32 random-nonce GCM invocations per key.
 encryptions_per_term_max = 3_865_470_566
 

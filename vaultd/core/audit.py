@@ -72,18 +72,21 @@ class AuditBroker:
         await core.barrier.put(AUDIT_PATH, json.dumps([dataclasses.asdict(d) for d in self.devices.values()]).encode())
 
     def request_entry(self, request_id: str, request, token_entry, mount) -> dict:
+        accessor = token_entry.accessor if token_entry else ""
         return {
             "type": "request",
             "auth": {
-                "client_token": request.token, "accessor": token_entry.accessor,
-                "display_name": token_entry.display_name, "policies": list(token_entry.policies),
-                "token_policies": list(token_entry.policies), "metadata": dict(token_entry.meta or {}),
+                "client_token": request.token, "accessor": accessor,
+                "display_name": token_entry.display_name if token_entry else "",
+                "policies": list(token_entry.policies) if token_entry else [],
+                "token_policies": list(token_entry.policies) if token_entry else [],
+                "metadata": dict(token_entry.meta or {}) if token_entry else {},
                 "entity_id": "", "token_type": "service",
             },
             "request": {
                 "id": request_id, "operation": request.operation.value, "mount_point": mount.path if mount else "",
                 "mount_type": mount.type if mount else "", "client_token": request.token,
-                "client_token_accessor": token_entry.accessor, "path": request.path, "data": request.data,
+                "client_token_accessor": accessor, "path": request.path, "data": request.data,
                 "remote_address": request.remote_address,
             },
             "error": "",

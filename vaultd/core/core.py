@@ -26,6 +26,8 @@ from .view import BarrierView
 version = "1.15.0+vaultd"
 EngineFactory = Callable[[dict | None], Backend]
 TOKEN_SALT_PATH = "core/token-salt"
+# Logical paths served without a token (Vault's PathsSpecial.Unauthenticated); each checks what it must.
+unauthenticated_prefixes = ("sys/internal/ui/mounts",)
 
 
 @dataclasses.dataclass
@@ -167,6 +169,15 @@ class Core:
             raise errors.InvalidRequest(f"plugin not found in the catalog: {entry.type}")
         return factory(entry.options)
 
+    async def maintenance_pass(self) -> int:
+        """One pass of the background work of an unsealed node: revoke expired tokens (bounded per pass)
+        and persist the barrier's encryption count. Returns the number of tokens revoked."""
+        if self.barrier.sealed or self.tokens is None:
+            return 0
+        revoked = await self.tokens.revoke_expired()
+        await self.barrier.persist_encryptions()
+        return revoked
+
     # --- status endpoints --------------------------------------------------------------------------------
 
     async def health(self) -> dict:
@@ -195,31 +206,36 @@ class Core:
         request_id = self.new_request_id()
         if self.barrier.sealed or self.router is None:
             raise errors.Sealed()
+        unauthenticated = request.path.startswith(unauthenticated_prefixes)
         entry = await self.tokens.lookup(request.token) if request.token else None
-        if entry is None:
+        if entry is None and not unauthenticated:
             raise errors.PermissionDenied()
         mount = self.router.match(request.path)
-        view = BarrierView(self.barrier, mount.storage_prefix) if mount else None
-        relative = request.path[len(mount.path) :] if mount else request.path
-        engine_request = Request(
-            operation=request.operation, path=relative, data=dict(request.data), storage=view,
-            mount_point=mount.path if mount else "", received_at=self.clock.now(),
-            token_accessor=entry.accessor, display_name=entry.display_name, policies=list(entry.policies),
-            headers={**request.headers, "x-vault-token": request.token},
-        )
         backend = self.router.backends.get(mount.path) if mount else None
-        operation = await self._operation_for_acl(backend, engine_request)
-        acl = await self.policies.acl(entry.policies)
-        acl.check(request.path, operation.value, request.data, sudo_required=self._needs_sudo(request.path))
+        engine_request = self._engine_request(request, entry, mount)
+        if not unauthenticated:
+            operation = await self._operation_for_acl(backend, engine_request)
+            acl = await self.policies.acl(entry.policies)
+            acl.check(request.path, operation.value, request.data, sudo_required=self._needs_sudo(request.path))
         if mount is None or backend is None:
             raise errors.UnsupportedPath(f'no handler for route "{request.path}". route entry not found.')
         audit_request = self.audit.request_entry(request_id, request, entry, mount)
         await self.audit.log(audit_request)
-        if await self.tokens.use(request.token) is None:  # a use is spent before the request runs
+        if entry is not None and await self.tokens.use(request.token) is None:  # spent before the request runs
             raise errors.PermissionDenied()
         response = await backend.handle(engine_request)
         await self.audit.log(self.audit.response_entry(audit_request, response))
         return LogicalResult(request_id, response, mount.type)
+
+    def _engine_request(self, request: LogicalRequest, entry, mount: MountEntry | None) -> Request:
+        return Request(
+            operation=request.operation, path=request.path[len(mount.path) :] if mount else request.path,
+            data=dict(request.data), storage=BarrierView(self.barrier, mount.storage_prefix) if mount else None,
+            mount_point=mount.path if mount else "", received_at=self.clock.now(),
+            token_accessor=entry.accessor if entry else "", display_name=entry.display_name if entry else "",
+            policies=list(entry.policies) if entry else [],
+            headers={**request.headers, "x-vault-token": request.token},
+        )
 
     async def _operation_for_acl(self, backend, request: Request) -> Operation:
         """A write to a path that has nothing yet needs `create`, else `update` (Vault's existence check)."""

@@ -145,8 +145,11 @@ def _ui_mount(core):
         entry = core.router.match(fields.get("path"))
         if entry is None:
             raise errors.InvalidRequest(f"no mount for path {fields.get('path')!r}")
-        acl = await core.policies.acl(request.policies)
-        if acl.capabilities(entry.path + "*") == ["deny"] and acl.capabilities(fields.get("path")) == ["deny"]:
+        # unauthenticated path: the caller must hold some capability on the mount or the path asked about
+        acl = await core.policies.acl(request.policies) if request.policies else None
+        if acl is None or (
+            acl.capabilities(entry.path + "*") == ["deny"] and acl.capabilities(fields.get("path")) == ["deny"]
+        ):
             raise errors.PermissionDenied()
         return Response(data={**entry.info(), "path": entry.path})
 
