@@ -42,6 +42,9 @@ def _server(arguments: argparse.Namespace) -> int:
     except config.ConfigError as error:
         print(f"vaultd: {error}", file=sys.stderr)
         return 2
+    if cluster.seal.type != "shamir":
+        print(f"vaultd: seal.type: {cluster.seal.type!r} is not built yet; use type = \"shamir\"", file=sys.stderr)
+        return 2
     uvloop.run(app.run_node(cluster, node))
     return 0
 
