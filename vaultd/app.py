@@ -20,6 +20,7 @@ from .config import ClusterConfig, NodeConfig
 from .core.core import Core, LogicalRequest, NodeInfo
 from .core.physical import LocalPhysical
 from .engines.kv import kv_v1_backend, kv_v2_backend
+from .http.metrics import METRICS
 from .http.server import make_app
 from .sdk.request import Operation
 
@@ -41,9 +42,12 @@ class Server:
 async def build(data_dir: str, api_addr: str, cluster_name: str = "vaultd") -> Server:
     """Open the store and build the core and the HTTP application; nothing listens yet."""
     store = await asyncio.to_thread(LogStore.open, data_dir)
-    core = Core(LocalPhysical(store), SystemClock(), os.urandom, NodeInfo(cluster_name, f"http://{api_addr}"),
+    physical = LocalPhysical(store)
+    core = Core(physical, SystemClock(), os.urandom, NodeInfo(cluster_name, f"http://{api_addr}"),
                 engines=engine_catalog())
-    runner = web.AppRunner(make_app(core), access_log=None)
+    app = make_app(core)
+    physical.observe_apply = app[METRICS].observe_apply
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     return Server(core, store, runner)
 

@@ -68,3 +68,16 @@ def test_a_sealed_node_answers_503_on_logical_paths(dev_server):
     assert status["sealed"] is True and status["type"] == "shamir" and status["t"] == 1
     with pytest.raises(hvac.exceptions.VaultDown):
         vault.sys.list_mounted_secrets_engines()
+
+
+def test_metrics_from_a_real_node(dev_server):
+    headers = {"X-Vault-Token": dev_server.root_token}
+    requests.post(dev_server.url + "/v1/secret/data/m", headers=headers, json={"data": {"k": "v"}})
+    response = requests.get(dev_server.url + "/v1/sys/metrics", params={"format": "prometheus"}, headers=headers)
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain")
+    text = response.text
+    assert 'vault_core_handle_request_seconds_count{method="POST",path_class="secret/data"}' in text
+    applies = [line for line in text.splitlines() if line.startswith("vaultd_storage_apply_seconds_count")]
+    assert applies and float(applies[0].split()[-1]) >= 1
+    assert "vault_core_unsealed 1.0" in text
+    assert requests.get(dev_server.url + "/v1/sys/metrics").status_code == 403

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from storage import Backend
@@ -39,8 +40,10 @@ class Physical(Protocol):
 
 
 class LocalPhysical:
-    def __init__(self, backend: Backend):
+    def __init__(self, backend: Backend, monotonic: Callable[[], float] = time.monotonic):
         self.backend = backend
+        self._monotonic = monotonic
+        self.observe_apply: Callable[[float], None] | None = None  # set by the app: seconds per durable apply
         self._lock = threading.Lock()  # serialises index assignment with the apply itself
         self._pending: list[tuple[list[Op], asyncio.Future]] = []
         self._committer: asyncio.Task | None = None  # owned here; runs while transactions are pending
@@ -97,6 +100,9 @@ class LocalPhysical:
     def _apply(self, ops: list[Op]) -> int:
         with self._lock:
             index = self.backend.applied_index + 1
+            started = self._monotonic()
             self.backend.apply(index, ops)
+            if self.observe_apply is not None:
+                self.observe_apply(self._monotonic() - started)
             self.applies += 1
             return index

@@ -16,6 +16,7 @@ from ..sdk.errors import InvalidRequest, NotFound, VaultError
 from ..sdk.request import Operation
 from .common import CORE, query_data, read_json_body
 from .errors import error_response, json_response, status_of
+from .metrics import install_metrics
 from .system_routes import system_routes
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ def make_app(core: Core) -> web.Application:
     app[CORE] = core
     app.on_response_prepare.append(_no_store)
     app.router.add_routes(system_routes())
+    install_metrics(app, core)  # appends its middleware inside the error middleware; must precede the catch-alls
     app.router.add_route("*", "/v1/{path:.*}", _logical)
     app.router.add_route("*", "/{path:.*}", _not_found)
     return app
