@@ -17,9 +17,11 @@ from ..sdk.request import Operation, Request, Response
 from . import seal as seal_module
 from .audit import AuditBroker
 from .barrier import Barrier
+from .generate_root import GenerateRoot
 from .mounts import AUTH_PATH, MOUNTS_PATH, MountEntry, Router, decode_table, encode_table
 from .physical import Physical
 from .policy_store import PolicyStore
+from .rekey import Rekey
 from .tokens import TokenStore
 from .view import BarrierView
 
@@ -75,6 +77,8 @@ class Core:
         self.policies: PolicyStore | None = None
         self.audit = AuditBroker(clock)
         self.cluster_id = ""
+        self.rekey = Rekey(self)  # sys/rekey/*: replaces the unseal keys
+        self.generate_root = GenerateRoot(self)  # sys/generate-root/*
 
     # --- identifiers ------------------------------------------------------------------------------------
 

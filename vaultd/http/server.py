@@ -17,6 +17,7 @@ from ..sdk.request import Operation
 from .common import CORE, query_data, read_json_body
 from .errors import error_response, json_response, status_of
 from .metrics import install_metrics
+from .rekey_routes import rekey_routes
 from .system_routes import system_routes
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ def make_app(core: Core) -> web.Application:
     app[CORE] = core
     app.on_response_prepare.append(_no_store)
     app.router.add_routes(system_routes())
+    app.router.add_routes(rekey_routes())
     install_metrics(app, core)  # appends its middleware inside the error middleware; must precede the catch-alls
     app.router.add_route("*", "/v1/{path:.*}", _logical)
     app.router.add_route("*", "/{path:.*}", _not_found)
