@@ -53,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     if not __debug__:
         print("vaultd refuses to run under python -O: its assertions guard invariants", file=sys.stderr)
         return 2
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] != "server":
+        from . import cli  # the operator CLI: standard library only, so it skips the server's imports
+
+        return cli.main(argv)
     arguments = _parser().parse_args(argv)
     try:
         return _server(arguments)

@@ -81,3 +81,14 @@ def test_metrics_from_a_real_node(dev_server):
     assert applies and float(applies[0].split()[-1]) >= 1
     assert "vault_core_unsealed 1.0" in text
     assert requests.get(dev_server.url + "/v1/sys/metrics").status_code == 403
+
+
+def test_ui_mount_lookup_needs_a_grant_somewhere_under_the_mount(dev_server):
+    vault = hvac.Client(url=dev_server.url, token=dev_server.root_token)
+    vault.sys.create_or_update_policy(name="narrow", policy='path "secret/data/x/*" { capabilities = ["read"] }')
+    vault.sys.create_or_update_policy(name="elsewhere", policy='path "other/*" { capabilities = ["read"] }')
+    for policy, status in (("narrow", 200), ("elsewhere", 403)):
+        token = vault.auth.token.create(policies=[policy])["auth"]["client_token"]
+        response = requests.get(dev_server.url + "/v1/sys/internal/ui/mounts/secret/data/x/y",
+                                headers={"X-Vault-Token": token})
+        assert response.status_code == status, (policy, response.text)

@@ -145,12 +145,23 @@ def _ui_mount(core):
         entry = core.router.match(fields.get("path"))
         if entry is None:
             raise errors.InvalidRequest(f"no mount for path {fields.get('path')!r}")
-        # unauthenticated path: the caller must hold some capability on the mount or the path asked about
+        # unauthenticated path: the caller must hold some grant under the mount (Vault's hasMountAccess)
         acl = await core.policies.acl(request.policies) if request.policies else None
-        if acl is None or (
-            acl.capabilities(entry.path + "*") == ["deny"] and acl.capabilities(fields.get("path")) == ["deny"]
-        ):
+        if acl is None or not has_mount_access(acl, entry.path):
             raise errors.PermissionDenied()
         return Response(data={**entry.info(), "path": entry.path})
 
     return read
+
+
+def has_mount_access(acl, mount: str) -> bool:
+    """Whether any rule grants something (not only `deny`) on a path under `mount`, or on all of it."""
+    if acl.root:
+        return True
+    for table in (acl.exact_rules, acl.prefix_rules, acl.segment_wildcard_rules):
+        for pattern, permissions in table.items():
+            fixed = pattern.split("+", 1)[0]
+            under = fixed.startswith(mount) or (table is not acl.exact_rules and mount.startswith(fixed))
+            if under and permissions.capabilities - {"deny"} and "deny" not in permissions.capabilities:
+                return True
+    return False

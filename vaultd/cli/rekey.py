@@ -1,0 +1,157 @@
+"""`vaultd operator rekey`: replace the unseal key shares, given a quorum of the current ones
+(sys/rekey/init, sys/rekey/update and sys/rekey/verify, vault_api.md §3.1-3.3).
+
+    -init [-key-shares=5 -key-threshold=3] [-verify]   start; prints the operation's nonce
+    -status | -cancel                                   the operation's progress, or drop it
+    KEY -nonce=N                                        give one current share (prompted for when omitted)
+    -verify with -status, -cancel or KEY                the same for the verification of the new shares
+"""
+
+from . import output
+from .command import Command, Context
+from .errors import CliError, UsageError
+from .flags import Flag
+
+rekey_message = """\
+Vault unseal keys rekeyed with {shares} key shares and a key threshold of {threshold}. Please securely
+distribute the key shares printed above. When Vault is re-sealed, restarted, or stopped, you must supply
+at least {threshold} of these keys to unseal it before it can start servicing requests."""
+
+verification_message = """\
+Vault has created a new unseal key, split into {shares} key shares and a key threshold of {threshold}.
+These will not be active until after verification is complete. Please securely distribute the key shares
+printed above. When Vault is re-sealed, restarted, or stopped, you must supply at least {threshold} of
+these keys to unseal it before it can start servicing requests."""
+
+
+def status_table(status: dict) -> str:
+    pairs = [("Nonce", status.get("nonce") or "n/a"), ("Started", output.go_value(bool(status.get("started"))))]
+    if status.get("started"):
+        progress = f"{status.get('progress', 0)}/{status.get('required', 0)}"
+        if status.get("progress") and status.get("progress") == status.get("required"):
+            progress += " (verification in progress)"
+        pairs += [
+            ("Rekey Progress", progress),
+            ("New Shares", str(status.get("n", 0))),
+            ("New Threshold", str(status.get("t", 0))),
+            ("Verification Required", output.go_value(bool(status.get("verification_required")))),
+        ]
+        if status.get("verification_nonce"):
+            pairs.append(("Verification Nonce", status["verification_nonce"]))
+    return output.key_value_table(pairs)
+
+
+def verification_table(status: dict) -> str:
+    return output.key_value_table([
+        ("Started", output.go_value(bool(status.get("started")))),
+        ("New Shares", str(status.get("n", 0))),
+        ("New Threshold", str(status.get("t", 0))),
+        ("Verification Nonce", status.get("nonce") or "n/a"),
+        ("Verification Progress", f"{status.get('progress', 0)}/{status.get('t', 0)}"),
+    ])
+
+
+def rekey(context: Context) -> int:
+    flags = context.flags
+    chosen = [name for name in ("init", "cancel", "status") if flags[name]]
+    if len(chosen) > 1:
+        raise UsageError(f"give only one of -{', -'.join(chosen)}")
+    if chosen and context.args:
+        raise UsageError(f"-{chosen[0]} takes no key share argument")
+    if flags["init"]:
+        return _init(context)
+    if flags["cancel"]:
+        return _cancel(context)
+    if flags["status"]:
+        return _status(context)
+    return _provide(context)
+
+
+def _path(context: Context) -> str:
+    return "sys/rekey/verify" if context.flags["verify"] else "sys/rekey/init"
+
+
+def _read_status(context: Context) -> dict:
+    with context.doing("reading rekey status"):
+        return context.client.get(_path(context)) or {}
+
+
+def _show_status(context: Context, status: dict) -> None:
+    table = verification_table if context.flags["verify"] else status_table
+    context.emit(status, lambda: table(status))
+
+
+def _init(context: Context) -> int:
+    body = {"secret_shares": context.flags["key-shares"], "secret_threshold": context.flags["key-threshold"],
+            "require_verification": bool(context.flags["verify"])}
+    with context.doing("initializing rekey"):
+        status = context.client.write("sys/rekey/init", body) or {}
+    context.emit(status, lambda: status_table(status))
+    return 0
+
+
+def _cancel(context: Context) -> int:
+    with context.doing("canceling rekey"):
+        context.client.delete(_path(context))
+    what = "rekey verification" if context.flags["verify"] else "rekeying"
+    context.say(f"Success! Canceled {what} (if it was started)")
+    return 0
+
+
+def _status(context: Context) -> int:
+    _show_status(context, _read_status(context))
+    return 0
+
+
+def _provide(context: Context) -> int:
+    status = _read_status(context)
+    if not status.get("started") and not context.flags["verify"]:
+        raise CliError('Error: no rekey is in progress; start one with "vaultd operator rekey -init"')
+    if context.args and context.args[0] != "-":
+        key, nonce = context.args[0], context.flags["nonce"]
+    elif context.args:
+        key, nonce = context.read_all_stdin("key share"), context.flags["nonce"]
+    else:
+        nonce = status.get("nonce", "")
+        context.warn(f"{'Verification' if context.flags['verify'] else 'Rekey operation'} nonce: {nonce}")
+        key = context.secret_input("Key (will be hidden): ")
+    if not nonce:
+        raise UsageError("Missing nonce value: specify it via the -nonce flag")
+    update_path = "sys/rekey/verify" if context.flags["verify"] else "sys/rekey/update"
+    with context.doing("posting unseal key"):
+        reply = context.client.write(update_path, {"key": key.strip(), "nonce": nonce}) or {}
+    if not reply.get("complete"):
+        _show_status(context, _read_status(context))
+        return 0
+    if context.flags["verify"]:
+        context.emit(reply, lambda: "Success! Rekey verification was successful. The rekey operation is complete "
+                                    "and the new keys are now active.")
+        return 0
+    context.emit(reply, lambda: _new_keys_text(reply, status))
+    return 0
+
+
+def _new_keys_text(reply: dict, status: dict) -> str:
+    keys = reply.get("keys_base64") or reply.get("keys") or []
+    lines = [f"Key {number}: {key}" for number, key in enumerate(keys, start=1)]
+    lines += ["", f"Operation nonce: {reply.get('nonce', '')}", ""]
+    shares, threshold = status.get("n", len(keys)), status.get("t", 0)
+    if reply.get("verification_required"):
+        lines.append(verification_message.format(shares=shares, threshold=threshold))
+        lines += ["", f"Verification nonce: {reply.get('verification_nonce', '')}"]
+    else:
+        lines.append(rekey_message.format(shares=shares, threshold=threshold))
+    return "\n".join(lines)
+
+
+command = Command(
+    "operator rekey", "[KEY]", "Replace the unseal key shares, given a quorum of the current ones.", rekey,
+    {"init": Flag("bool", "start a rekey operation"),
+     "cancel": Flag("bool", "cancel the rekey operation in progress"),
+     "status": Flag("bool", "show the progress of the rekey operation"),
+     "key-shares": Flag("int", "number of new key shares (with -init)", 5),
+     "key-threshold": Flag("int", "number of new key shares required to unseal (with -init)", 3),
+     "nonce": Flag("string", "the operation's nonce, required with a KEY argument"),
+     "verify": Flag("bool", "with -init: require verification of the new shares; else act on the verification")},
+    arity=(0, 1),
+)
