@@ -82,6 +82,7 @@ class FakeCore:
         self.clock = FakeClock()
         self.barrier = FakeBarrier()
         self.audit = FakeAudit()
+        self.token_count = None
         self.tokens = FakeTokens({
             READER: TokenEntry(policies=["default", "metrics-reader"], path="auth/token/create"),
             KV_ONLY: TokenEntry(policies=["default", "kv"], path="auth/token/create"),

@@ -77,6 +77,7 @@ class Core:
         self.policies: PolicyStore | None = None
         self.audit = AuditBroker(clock)
         self.cluster_id = ""
+        self.token_count: int | None = None  # counted by each maintenance pass; a metric, not a limit
         self.rekey = Rekey(self)  # sys/rekey/*: replaces the unseal keys
         self.generate_root = GenerateRoot(self)  # sys/generate-root/*
 
@@ -180,6 +181,7 @@ class Core:
             return 0
         revoked = await self.tokens.revoke_expired()
         await self.barrier.persist_encryptions()
+        self.token_count = await self.tokens.count()
         return revoked
 
     # --- status endpoints --------------------------------------------------------------------------------

@@ -232,6 +232,10 @@ class TokenStore:
 
     # --- revocation ------------------------------------------------------------------------------------------
 
+    async def count(self) -> int:
+        """How many tokens are stored (a list of `id/`: linear in the number of tokens)."""
+        return len(await self._view.list("id/"))
+
     async def revoke_tree(self, token: str) -> None:
         """Revoke the token and all its descendants. A token that does not exist is not an error."""
         async with self._lock:

@@ -78,6 +78,7 @@ _gauge_help = {
     "vault_barrier_key_term": "The barrier's active key term (only while unsealed).",
     "vault_barrier_encryptions": "Encryptions by the active key term (only while unsealed).",
     "vault_audit_log_request_failure": "Audit entries no device accepted since start (monotonic).",
+    "vault_token_count": "Tokens in the token store, as of the last maintenance pass (only while unsealed).",
 }
 
 
@@ -189,6 +190,8 @@ class _CoreGauges:
             yield _gauge("vault_barrier_key_term", status["term"])
             yield _gauge("vault_barrier_encryptions", status["encryptions"])
         yield _gauge("vault_audit_log_request_failure", core.audit.failures)
+        if not sealed and core.token_count is not None:
+            yield _gauge("vault_token_count", core.token_count)
 
 
 def _gauge(name: str, value: float) -> GaugeMetricFamily:
