@@ -21,11 +21,14 @@ from .policy import (
     parse_policy,
 )
 
+acl_cache_entries_max = 1024  # distinct policy sets kept built; beyond it the cache starts over
+
 
 class PolicyStore:
     def __init__(self, view: StorageView):
         self.view = view
         self._cache: dict[str, Policy] = {}
+        self._acls: dict[tuple[str, ...], ACL] = {}  # built ACLs by policy names; dropped on any write
 
     async def names(self) -> list[str]:
         names = set(await self.view.list("")) | {"default"}
@@ -55,12 +58,14 @@ class PolicyStore:
         check_policy_writable(name)
         await self.view.put(name, text.encode())
         self._cache.pop(name, None)
+        self._acls.clear()
 
     async def delete(self, name: str) -> None:
         check_policy_deletable(name)
         name = normalize_policy_name(name)
         await self.view.delete(name)
         self._cache.pop(name, None)
+        self._acls.clear()
 
     async def read(self, name: str) -> Policy:
         policy = await self.get(name)
@@ -69,8 +74,15 @@ class PolicyStore:
         return policy
 
     async def acl(self, names: list[str]) -> ACL:
-        policies = [policy for policy in [await self.get(name) for name in names] if policy is not None]
-        return ACL(policies)
+        """The ACL of these policies; an ACL never changes after it is built, so it is shared until a write."""
+        key = tuple(sorted(normalize_policy_name(name) for name in names))
+        acl = self._acls.get(key)
+        if acl is None:
+            policies = [policy for policy in [await self.get(name) for name in key] if policy is not None]
+            if len(self._acls) >= acl_cache_entries_max:
+                self._acls.clear()
+            acl = self._acls[key] = ACL(policies)
+        return acl
 
 
 def _maybe_base64(text: str) -> str:
