@@ -18,18 +18,29 @@ from . import seal as seal_module
 from .audit import AuditBroker
 from .barrier import Barrier
 from .generate_root import GenerateRoot
+from .leases import LeaseStore
+from .logins import issue_login_token
 from .mounts import AUTH_PATH, MOUNTS_PATH, MountEntry, Router, decode_table, encode_table
 from .physical import Physical
 from .policy_store import PolicyStore
 from .rekey import Rekey
 from .tokens import TokenStore
 from .view import BarrierView
+from .wrapping import Wrapping, parse_wrap_ttl
 
 version = "1.15.0+vaultd"
 EngineFactory = Callable[[dict | None], Backend]
 TOKEN_SALT_PATH = "core/token-salt"
 # Logical paths served without a token (Vault's PathsSpecial.Unauthenticated); each checks what it must.
-unauthenticated_prefixes = ("sys/internal/ui/mounts",)
+unauthenticated_prefixes = ("sys/internal/ui/mounts", "sys/wrapping/lookup")
+
+
+def _is_login(mount: MountEntry | None, path: str) -> bool:
+    """Auth methods' login paths are served without a token (Vault's PathsSpecial.Unauthenticated)."""
+    if mount is None or mount.table != "auth" or mount.type == "token":
+        return False
+    relative = path[len(mount.path) :]
+    return relative == "login" or relative.startswith("login/")
 
 
 @dataclasses.dataclass
@@ -47,6 +58,7 @@ class LogicalResult:
     request_id: str
     response: Response | None
     mount_type: str
+    wrap_info: dict | None = None  # set when the response was wrapped; then `response` is not sent
 
 
 @dataclasses.dataclass
@@ -64,17 +76,21 @@ class Core:
         randbytes: Callable[[int], bytes] = os.urandom,
         node: NodeInfo | None = None,
         engines: dict[str, EngineFactory] | None = None,
+        auth_methods: dict[str, EngineFactory] | None = None,
     ):
         self.physical = physical
         self.clock = clock
         self.randbytes = randbytes
         self.node = node or NodeInfo()
         self.engines = engines or {}  # secret engine type -> factory(options); injected by the app
+        self.auth_methods = auth_methods or {}  # auth method type -> factory(options); injected by the app
         self.barrier = Barrier(physical, clock)
         self.seal = seal_module.ShamirSeal(self.barrier, randbytes)
         self.router: Router | None = None
         self.tokens: TokenStore | None = None
         self.policies: PolicyStore | None = None
+        self.leases: LeaseStore | None = None
+        self.wrapping: Wrapping | None = None
         self.audit = AuditBroker(clock)
         self.cluster_id = ""
         self.token_count: int | None = None  # counted by each maintenance pass; a metric, not a limit
@@ -137,6 +153,8 @@ class Core:
             await self.barrier.put(TOKEN_SALT_PATH, salt)
         self.tokens = TokenStore(BarrierView(self.barrier, "sys/token/"), self.clock, salt)
         self.policies = PolicyStore(BarrierView(self.barrier, "sys/policy/"))
+        self.leases = LeaseStore(BarrierView(self.barrier, "sys/expire/"), self.tokens, self.clock)
+        self.wrapping = Wrapping(BarrierView(self.barrier, "sys/wrapped/"), self.tokens, self.clock)
         router = Router(self._backend_for)
         for entry in decode_table(await self.barrier.get(MOUNTS_PATH)) + decode_table(
             await self.barrier.get(AUTH_PATH)
@@ -147,7 +165,7 @@ class Core:
         await self.audit.load(self)
 
     def _become_sealed(self) -> None:
-        self.router = self.tokens = self.policies = None
+        self.router = self.tokens = self.policies = self.leases = self.wrapping = None
         self.audit.unload()
         self.barrier.seal()
 
@@ -169,7 +187,7 @@ class Core:
             from .tokens import token_backend
 
             return token_backend(self.tokens)
-        factory = self.engines.get(entry.type)
+        factory = (self.auth_methods if entry.table == "auth" else self.engines).get(entry.type)
         if factory is None:
             raise errors.InvalidRequest(f"plugin not found in the catalog: {entry.type}")
         return factory(entry.options)
@@ -180,6 +198,7 @@ class Core:
         if self.barrier.sealed or self.tokens is None:
             return 0
         revoked = await self.tokens.revoke_expired()
+        await self.leases.tidy()
         await self.barrier.persist_encryptions()
         self.token_count = await self.tokens.count()
         return revoked
@@ -212,12 +231,13 @@ class Core:
         request_id = self.new_request_id()
         if self.barrier.sealed or self.router is None:
             raise errors.Sealed()
-        unauthenticated = request.path.startswith(unauthenticated_prefixes)
+        wrap_ttl = parse_wrap_ttl(request.headers.get("x-vault-wrap-ttl"))
+        mount = self.router.match(request.path)
+        backend = self.router.backends.get(mount.path) if mount else None
+        unauthenticated = request.path.startswith(unauthenticated_prefixes) or _is_login(mount, request.path)
         entry = await self.tokens.lookup(request.token) if request.token else None
         if entry is None and not unauthenticated:
             raise errors.PermissionDenied()
-        mount = self.router.match(request.path)
-        backend = self.router.backends.get(mount.path) if mount else None
         engine_request = self._engine_request(request, entry, mount)
         if not unauthenticated:
             operation = await self._operation_for_acl(backend, engine_request)
@@ -230,8 +250,13 @@ class Core:
         if entry is not None and await self.tokens.use(request.token) is None:  # spent before the request runs
             raise errors.PermissionDenied()
         response = await backend.handle(engine_request)
+        if response is not None and response.auth is not None and _is_login(mount, request.path):
+            response = await issue_login_token(self.tokens, self.leases, response, request.path)
         await self.audit.log(self.audit.response_entry(audit_request, response))
-        return LogicalResult(request_id, response, mount.type)
+        wrap_info = response.wrap_info if response is not None else None
+        if wrap_ttl is not None and response is not None and not response.empty:
+            wrap_info = await self.wrapping.wrap(response, wrap_ttl, request.path)
+        return LogicalResult(request_id, response, mount.type, wrap_info)
 
     def _engine_request(self, request: LogicalRequest, entry, mount: MountEntry | None) -> Request:
         return Request(

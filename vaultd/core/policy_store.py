@@ -13,6 +13,7 @@ from ..sdk.storage import StorageView
 from .policy import (
     ACL,
     DEFAULT_POLICY_HCL,
+    RESPONSE_WRAPPING_POLICY_HCL,
     ROOT_POLICY,
     Policy,
     check_policy_deletable,
@@ -40,7 +41,7 @@ class PolicyStore:
             return ROOT_POLICY
         if name in self._cache:
             return self._cache[name]
-        raw = await self.view.get(name)
+        raw = await self.view.get(name) if name != "response-wrapping" else RESPONSE_WRAPPING_POLICY_HCL.encode()
         if raw is None and name == "default":
             raw = DEFAULT_POLICY_HCL.encode()
         if raw is None:

@@ -7,6 +7,7 @@ from ..sdk.backend import Backend
 from ..sdk.path import Field, FieldType, Path
 from ..sdk.request import Operation, Response
 from .system_audit import audit_paths
+from .system_leases import lease_paths, wrapping_paths
 from .system_mounts import mount_paths
 from .system_policies import policy_paths
 
@@ -14,13 +15,15 @@ from .system_policies import policy_paths
 sudo_paths = (
     "sys/audit", "sys/audit/*", "sys/auth/*", "sys/rotate", "sys/rotate/config", "sys/seal", "sys/step-down",
     "sys/raw", "sys/raw/*", "sys/remount", "sys/leases/revoke-prefix/*", "sys/leases/revoke-force/*",
-    "sys/leases/lookup/*", "auth/token/revoke-orphan", "auth/token/accessors/",
+    "sys/leases/lookup/*", "sys/revoke-prefix/*", "sys/revoke-force/*", "auth/token/revoke-orphan",
+    "auth/token/accessors/",
 )
 
 
 def system_backend(core) -> Backend:
     return Backend(
-        mount_paths(core) + policy_paths(core) + audit_paths(core) + _key_paths(core) + _seal_paths(core),
+        mount_paths(core) + policy_paths(core) + audit_paths(core) + _key_paths(core) + _seal_paths(core)
+        + lease_paths(core) + wrapping_paths(core),
         help="system endpoints used for control, policy and debugging",
     )
 

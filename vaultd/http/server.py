@@ -116,6 +116,8 @@ async def _logical(request: web.Request) -> web.Response:
         )
     )
     response = result.response
+    if result.wrap_info is not None:
+        return json_response({**envelope("", None, mount_type=result.mount_type), "wrap_info": result.wrap_info})
     if response is None or response.empty:
         if operation in (Operation.READ, Operation.LIST):
             return error_response(404, [])

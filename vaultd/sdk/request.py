@@ -41,7 +41,8 @@ class Response:
     lease_id: str = ""
     lease_duration: int = 0
     renewable: bool = False
+    wrap_info: dict | None = None  # a response that is itself a wrapping token (sys/wrapping/rewrap)
 
     @property
     def empty(self) -> bool:
-        return self.data is None and self.auth is None and not self.warnings
+        return self.data is None and self.auth is None and not self.warnings and self.wrap_info is None
