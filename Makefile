@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup test lint bench bench-storage bench-kv run dev clean
+.PHONY: setup test lint bench bench-storage bench-kv bench-transit run dev clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -21,13 +21,16 @@ test: setup lint
 lint: setup
 	$(VENV)/bin/ruff check .
 
-bench: bench-storage bench-kv
+bench: bench-storage bench-kv bench-transit
 
 bench-storage: setup
 	$(PY) bench/storage_bench.py --quiet-wait 10 --out bench/results/storage.jsonl
 
 bench-kv: setup
 	$(PY) bench/kv_bench.py --out bench/results/kv.jsonl
+
+bench-transit: setup
+	$(PY) bench/transit_bench.py --out bench/results/transit.jsonl
 
 # The 3-node cluster auto-unsealed through SoftHSM2 needs the Raft and PKCS#11 issues; until then this says so.
 run: setup
