@@ -13,14 +13,28 @@ from collections.abc import Mapping
 from typing import TextIO
 
 from .. import __version__
-from . import audit, generate_root, kv, kv_metadata, operator, policies, rekey, secrets_engines, tokens
+from . import (
+    audit,
+    generate_root,
+    kv,
+    kv_metadata,
+    logical,
+    login,
+    operator,
+    policies,
+    rekey,
+    secrets_engines,
+    tokens,
+    wrapping,
+)
 from .command import Command, Context
 from .errors import CliError, UsageError
 from .flags import parse
 
 _all = [
     *operator.commands, rekey.command, generate_root.command, *kv.commands, *kv_metadata.commands,
-    *tokens.commands, *policies.commands, *audit.commands, *secrets_engines.commands,
+    *tokens.commands, *policies.commands, *audit.commands, *secrets_engines.commands, *logical.commands,
+    *login.commands, *wrapping.commands,
 ]
 COMMANDS: dict[tuple[str, ...], Command] = {tuple(command.words.split()): command for command in _all}
 assert len(COMMANDS) == len(_all), "two commands share their words"

@@ -1,4 +1,5 @@
-"""A small Vault HTTP client on `urllib.request`: JSON bodies, `X-Vault-Token`, the LIST verb, one redirect.
+"""A small Vault HTTP client on `urllib.request`: JSON bodies, `X-Vault-Token`, the LIST verb, one redirect,
+and `X-Vault-Wrap-TTL` on every request when a wrap TTL is set (the Vault CLI's `-wrap-ttl`).
 
 Reads follow the Vault Go client: a 404 is "nothing there" (`None`) unless its body carries data or warnings,
 which is how KV v2 answers for a deleted version. Any other status >= 400 raises ApiError with the server's
@@ -31,9 +32,11 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 class Client:
-    def __init__(self, address: str, token: str = "", ca_cert: str | None = None, skip_verify: bool = False):
+    def __init__(self, address: str, token: str = "", ca_cert: str | None = None, skip_verify: bool = False,
+                 wrap_ttl: str = ""):
         self.address = address.rstrip("/")
         self.token = token
+        self.wrap_ttl = wrap_ttl  # "" sends no X-Vault-Wrap-TTL; the server parses and checks the duration
         parsed = urllib.parse.urlsplit(self.address)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise Unreachable(f"invalid address {address!r}: want http://host:port or https://host:port")
@@ -95,6 +98,8 @@ class Client:
         request.add_header("X-Vault-Request", "true")
         if self.token:
             request.add_header("X-Vault-Token", self.token)
+        if self.wrap_ttl:
+            request.add_header("X-Vault-Wrap-TTL", self.wrap_ttl)
         if data is not None:
             request.add_header("Content-Type", "application/json")
         try:

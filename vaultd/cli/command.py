@@ -2,13 +2,16 @@
 command runs in (parsed flags, arguments, the client, the three streams).
 
 The client is configured as the Vault CLI's: `-address` or `VAULT_ADDR`, `-token` or `VAULT_TOKEN` or the token
-helper file `~/.vault-token`, `VAULT_CACERT`, `VAULT_SKIP_VERIFY`, and `-format` or `VAULT_FORMAT`.
+helper file `~/.vault-token` (which `vaultd login` writes), `VAULT_CACERT`, `VAULT_SKIP_VERIFY`, `-format` or
+`VAULT_FORMAT`, and `-wrap-ttl` for the commands that declare it.
 """
 
 import contextlib
 import dataclasses
 import getpass
+import os
 import pathlib
+import tempfile
 from collections.abc import Callable, Mapping
 from typing import TextIO
 
@@ -19,6 +22,7 @@ from .flags import Flag, Values
 
 default_address = "http://127.0.0.1:8200"
 output_formats = ("table", "json")
+token_helper_name = ".vault-token"  # in $HOME, as Vault's default token helper keeps it
 
 common_flags = {
     "address": Flag("string", f"the server's address (VAULT_ADDR; default {default_address})"),
@@ -91,6 +95,7 @@ class Context:
                 self.flags["token"] or self.environ.get("VAULT_TOKEN") or _token_helper_file(self.environ),
                 ca_cert=self.environ.get("VAULT_CACERT") or None,
                 skip_verify=self.environ.get("VAULT_SKIP_VERIFY", "").lower() in ("1", "t", "true"),
+                wrap_ttl=(self.flags["wrap-ttl"] or "") if "wrap-ttl" in self.command.flags else "",
             )
         return self._client
 
@@ -140,9 +145,28 @@ def _token_helper_file(environ: Mapping[str, str]) -> str:
     if not home:
         return ""
     try:
-        return (pathlib.Path(home) / ".vault-token").read_text().strip()
+        return (pathlib.Path(home) / token_helper_name).read_text().strip()
     except OSError:
         return ""
+
+
+def store_token(environ: Mapping[str, str], token: str) -> pathlib.Path:
+    """Write `$HOME/.vault-token` for later commands: mode 0600 from the start, and replaced whole (a temporary
+    file renamed over it), so no reader sees a partial token and no other user can read it. Raises OSError."""
+    home = environ.get("HOME")
+    if not home:
+        raise OSError("HOME is not set, so there is no ~/.vault-token to write")
+    path = pathlib.Path(home) / token_helper_name
+    descriptor, temporary = tempfile.mkstemp(dir=home, prefix=token_helper_name + ".")  # mkstemp: mode 0600
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(token)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return path
 
 
 def read_file_argument(context: Context, path: str, what: str) -> str:

@@ -184,7 +184,7 @@ def list_keys(context: Context) -> int:
     if not keys:
         raise NotFound(f"No value found at {api_path}")
     context.warn(output.warnings_text(reply))
-    context.say(output.to_json(keys) if context.json else output.columns([["Keys"], *[[key] for key in keys]]))
+    context.say(output.to_json(keys) if context.json else output.key_list(keys))
     return 0
 
 

@@ -3,6 +3,7 @@
 headers, and JSON indented by two spaces."""
 
 import json
+import re
 
 column_glue = "    "
 
@@ -115,6 +116,9 @@ def secret_table(body: dict) -> str:
     auth = body.get("auth")
     if auth:
         pairs += auth_pairs(auth)
+    wrap_info = body.get("wrap_info")
+    if wrap_info:
+        pairs += wrap_pairs(wrap_info)
     data = body.get("data") or {}
     for key in sorted(data):
         value = data[key]
@@ -136,6 +140,63 @@ def auth_pairs(auth: dict) -> list[tuple[str, str]]:
     for key in sorted(auth.get("metadata") or {}):
         pairs.append((f"token_meta_{key}", go_value(auth["metadata"][key])))
     return pairs
+
+
+def wrap_pairs(wrap_info: dict) -> list[tuple[str, str]]:
+    """A wrapped response's rows. The trailing colons are Vault's own: scripts that parse its table expect them."""
+    pairs = [
+        ("wrapping_token:", wrap_info.get("token") or "n/a"),
+        ("wrapping_accessor:", wrap_info.get("accessor") or "n/a"),
+        ("wrapping_token_ttl:", human_duration(wrap_info.get("ttl") or 0)),
+        ("wrapping_token_creation_time:", go_time(wrap_info.get("creation_time") or "")),
+        ("wrapping_token_creation_path:", wrap_info.get("creation_path") or "n/a"),
+    ]
+    if wrap_info.get("wrapped_accessor"):
+        pairs.append(("wrapped_accessor:", wrap_info["wrapped_accessor"]))
+    return pairs
+
+
+_rfc3339 = re.compile(r"(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
+
+
+def go_time(text: str) -> str:
+    """An RFC 3339 time as Go's time.Time.String() prints it: `2024-05-01 12:00:00.1234 +0000 UTC`."""
+    match = _rfc3339.fullmatch(text)
+    if match is None:
+        return go_value(text)
+    date, clock, fraction, zone = match.groups()
+    fraction = (fraction or "").rstrip("0")
+    offset = "+0000 UTC" if zone == "Z" else f"{zone.replace(':', '')} {zone.replace(':', '')}"
+    return f"{date} {clock}{'.' + fraction if fraction else ''} {offset}"
+
+
+def secret_field(body: dict, field: str):
+    """The value `-field=NAME` picks from a response, as Vault's RawField: the token's fields of an `auth`
+    block, the wrapping token's of a `wrap_info`, else the lease's; any other name is a `data` key. None: absent."""
+    auth, wrap_info = body.get("auth"), body.get("wrap_info")
+    if auth:
+        named = {"token": auth.get("client_token"), "token_accessor": auth.get("accessor"),
+                 "token_duration": auth.get("lease_duration"), "token_renewable": auth.get("renewable"),
+                 "token_policies": auth.get("token_policies"), "identity_policies": auth.get("identity_policies"),
+                 "policies": auth.get("policies")}
+    elif wrap_info:
+        named = {"wrapping_token": wrap_info.get("token"), "wrapping_accessor": wrap_info.get("accessor"),
+                 "wrapping_token_ttl": wrap_info.get("ttl"), "wrapping_token_creation_time":
+                 wrap_info.get("creation_time"), "wrapping_token_creation_path": wrap_info.get("creation_path"),
+                 "wrapped_accessor": wrap_info.get("wrapped_accessor")}
+    else:
+        named = {"refresh_interval": body.get("lease_duration"), "lease_id": body.get("lease_id"),
+                 "lease_duration": body.get("lease_duration"), "lease_renewable": body.get("renewable"),
+                 "request_id": body.get("request_id")}
+    if field in named:
+        return named[field]
+    data = body.get("data")
+    return data.get(field) if isinstance(data, dict) else None
+
+
+def key_list(keys: list) -> str:
+    """A LIST answer's keys as Vault's table prints them."""
+    return columns([["Keys"], *[[str(key)] for key in keys]])
 
 
 def warnings_text(body: dict | None) -> str:
