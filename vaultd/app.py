@@ -19,7 +19,10 @@ from .clock import SystemClock
 from .config import ClusterConfig, NodeConfig
 from .core.core import Core, LogicalRequest, NodeInfo
 from .core.physical import LocalPhysical
+from .engines.auth.approle import approle_backend
+from .engines.auth.userpass import userpass_backend
 from .engines.kv import kv_v1_backend, kv_v2_backend
+from .engines.transit import transit_backend
 from .http.metrics import METRICS
 from .http.server import make_app
 from .sdk.request import Operation
@@ -29,7 +32,15 @@ logger = logging.getLogger("vaultd")
 
 def engine_catalog() -> dict:
     """Secret engine types by name: a factory taking the mount's options."""
-    return {"kv": lambda options: kv_v2_backend() if str((options or {}).get("version")) == "2" else kv_v1_backend()}
+    return {
+        "kv": lambda options: kv_v2_backend() if str((options or {}).get("version")) == "2" else kv_v1_backend(),
+        "transit": lambda options: transit_backend(),
+    }
+
+
+def auth_catalog() -> dict:
+    """Auth method types by name: a factory taking the mount's options."""
+    return {"approle": lambda options: approle_backend(), "userpass": lambda options: userpass_backend()}
 
 
 @dataclasses.dataclass
@@ -44,7 +55,7 @@ async def build(data_dir: str, api_addr: str, cluster_name: str = "vaultd") -> S
     store = await asyncio.to_thread(LogStore.open, data_dir)
     physical = LocalPhysical(store)
     core = Core(physical, SystemClock(), os.urandom, NodeInfo(cluster_name, f"http://{api_addr}"),
-                engines=engine_catalog())
+                engines=engine_catalog(), auth_methods=auth_catalog())
     app = make_app(core)
     physical.observe_apply = app[METRICS].observe_apply
     runner = web.AppRunner(app, access_log=None)

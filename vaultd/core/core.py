@@ -265,8 +265,16 @@ class Core:
             mount_point=mount.path if mount else "", received_at=self.clock.now(),
             token_accessor=entry.accessor if entry else "", display_name=entry.display_name if entry else "",
             policies=list(entry.policies) if entry else [],
-            headers={**request.headers, "x-vault-token": request.token},
+            headers=self._engine_headers(request, mount), remote_address=request.remote_address,
         )
+
+    @staticmethod
+    def _engine_headers(request: LogicalRequest, mount: MountEntry | None) -> dict[str, str]:
+        """Engines never see a token; only the core's own mounts (sys/, auth/token/) get the caller's."""
+        headers = {k: v for k, v in request.headers.items() if k not in ("x-vault-token", "authorization")}
+        if mount is not None and mount.type in ("system", "token"):
+            headers["x-vault-token"] = request.token
+        return headers
 
     async def _operation_for_acl(self, backend, request: Request) -> Operation:
         """A write to a path that has nothing yet needs `create`, else `update` (Vault's existence check)."""

@@ -5,13 +5,21 @@ metadata, display_name, ttl, max_ttl, explicit_max_ttl, period, num_uses, renewa
 creates an orphan service token for it, registers a lease for it, and answers with Vault's `auth` block.
 """
 
+from ..sdk.errors import InvalidRequest
 from ..sdk.request import Response
 from .leases import LeaseStore
 from .tokens import TokenEntry, TokenStore, sanitize_policies, ttl_default_seconds, ttl_max_seconds
 
 
 def login_entry(spec: dict, path: str) -> TokenEntry:
-    """The token a login spec asks for; TTLs default to the mount's (768h) and are capped by max_ttl."""
+    """The token a login spec asks for; TTLs default to the mount's (768h) and are capped by max_ttl.
+
+    What this server cannot honour is refused rather than silently dropped: batch tokens and CIDR-bound tokens.
+    """
+    if spec.get("token_type") == "batch":
+        raise InvalidRequest("batch tokens are not supported by this server")
+    if spec.get("bound_cidrs"):
+        raise InvalidRequest("token_bound_cidrs is not supported by this server")
     period = int(spec.get("period") or 0)
     max_ttl = int(spec.get("max_ttl") or 0) or ttl_max_seconds
     explicit_max = int(spec.get("explicit_max_ttl") or 0)

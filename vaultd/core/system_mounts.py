@@ -88,7 +88,7 @@ async def _enable(core, table: str, prefix: str, fields) -> None:
         mount_type, options = "kv", {**(options or {}), "version": "2"}
     if mount_type == "kv":
         options = {"version": str((options or {}).get("version", "1"))}
-    allowed = tuple(core.engines) if table == "mounts" else ()
+    allowed = tuple(core.engines if table == "mounts" else core.auth_methods)
     if mount_type == "token":
         raise errors.InvalidRequest("token credential backend cannot be instantiated")
     if mount_type not in allowed:

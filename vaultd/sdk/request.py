@@ -29,6 +29,7 @@ class Request:
     display_name: str = ""
     policies: list[str] = dataclasses.field(default_factory=list)
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    remote_address: str = ""  # the client's IP, for CIDR-bound credentials
 
 
 @dataclasses.dataclass
