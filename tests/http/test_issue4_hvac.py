@@ -86,3 +86,37 @@ def test_approle_secret_id_with_one_use_logs_in_once(vault, dev_server):
     vault.sys.revoke_prefix("auth/approle/login")
     with pytest.raises(hvac.exceptions.Forbidden):
         hvac.Client(url=dev_server.url, token=auth["client_token"]).lookup_token()
+
+
+def test_transit_tools_datakey_hmac_and_export_rules(vault):
+    vault.sys.enable_secrets_engine("transit")
+    transit = vault.secrets.transit
+    transit.create_key(name="k")
+    datakey = transit.generate_data_key(name="k", key_type="plaintext")["data"]
+    assert len(base64.b64decode(datakey["plaintext"])) == 32 and datakey["ciphertext"].startswith("vault:v1:")
+    mac = transit.generate_hmac(name="k", hash_input=b64("data"))["data"]["hmac"]
+    assert transit.verify_signed_data(name="k", hash_input=b64("data"), hmac=mac)["data"]["valid"]
+    assert len(bytes.fromhex(transit.generate_random_bytes(n_bytes=16, output_format="hex")["data"]["random_bytes"])) == 16
+    digest = transit.hash_data(hash_input=b64("abc"), algorithm="sha2-256", output_format="hex")["data"]["sum"]
+    assert digest == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="not exportable"):
+        transit.export_key(name="k", key_type="encryption-key")
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="deletion is not allowed"):
+        transit.delete_key(name="k")
+    transit.update_key_configuration(name="k", deletion_allowed=True)
+    transit.delete_key(name="k")
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        transit.read_key(name="k")
+
+
+def test_approle_secret_id_lookup_and_destroy(vault, dev_server):
+    vault.sys.enable_auth_method("approle")
+    vault.auth.approle.create_or_update_approle(role_name="svc", token_policies=["default"])
+    generated = vault.auth.approle.generate_secret_id(role_name="svc", metadata={"host": "web-1"})["data"]
+    looked_up = vault.auth.approle.read_secret_id(role_name="svc", secret_id=generated["secret_id"])["data"]
+    assert looked_up["secret_id_accessor"] == generated["secret_id_accessor"] and looked_up["metadata"]["host"] == "web-1"
+    vault.auth.approle.destroy_secret_id(role_name="svc", secret_id=generated["secret_id"])
+    role_id = vault.auth.approle.read_role_id(role_name="svc")["data"]["role_id"]
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="invalid role or secret ID"):
+        hvac.Client(url=dev_server.url).auth.approle.login(role_id=role_id, secret_id=generated["secret_id"])
+    assert vault.auth.approle.list_roles()["data"]["keys"] == ["svc"]
