@@ -96,7 +96,8 @@ def test_transit_tools_datakey_hmac_and_export_rules(vault):
     assert len(base64.b64decode(datakey["plaintext"])) == 32 and datakey["ciphertext"].startswith("vault:v1:")
     mac = transit.generate_hmac(name="k", hash_input=b64("data"))["data"]["hmac"]
     assert transit.verify_signed_data(name="k", hash_input=b64("data"), hmac=mac)["data"]["valid"]
-    assert len(bytes.fromhex(transit.generate_random_bytes(n_bytes=16, output_format="hex")["data"]["random_bytes"])) == 16
+    random_hex = transit.generate_random_bytes(n_bytes=16, output_format="hex")["data"]["random_bytes"]
+    assert len(bytes.fromhex(random_hex)) == 16
     digest = transit.hash_data(hash_input=b64("abc"), algorithm="sha2-256", output_format="hex")["data"]["sum"]
     assert digest == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     with pytest.raises(hvac.exceptions.InvalidRequest, match="not exportable"):
@@ -114,7 +115,8 @@ def test_approle_secret_id_lookup_and_destroy(vault, dev_server):
     vault.auth.approle.create_or_update_approle(role_name="svc", token_policies=["default"])
     generated = vault.auth.approle.generate_secret_id(role_name="svc", metadata={"host": "web-1"})["data"]
     looked_up = vault.auth.approle.read_secret_id(role_name="svc", secret_id=generated["secret_id"])["data"]
-    assert looked_up["secret_id_accessor"] == generated["secret_id_accessor"] and looked_up["metadata"]["host"] == "web-1"
+    assert looked_up["secret_id_accessor"] == generated["secret_id_accessor"]
+    assert looked_up["metadata"]["host"] == "web-1"
     vault.auth.approle.destroy_secret_id(role_name="svc", secret_id=generated["secret_id"])
     role_id = vault.auth.approle.read_role_id(role_name="svc")["data"]["role_id"]
     with pytest.raises(hvac.exceptions.InvalidRequest, match="invalid role or secret ID"):
