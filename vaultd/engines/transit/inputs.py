@@ -3,6 +3,7 @@ clients see Vault's messages: base64 (Go's encoding/base64, with its error offse
 `batch_input` items (Vault's decodeBatchRequestItems) and the `vault:v<N>:` prefix of ciphertexts,
 signatures and HMACs. Every failure raises InvalidRequest (or ValueError, for the caller to word)."""
 
+import binascii
 import json
 import re
 
@@ -29,6 +30,11 @@ def go_base64(text: str, encoding: str = "std") -> bytes:
     """Go's base64.StdEncoding (or RawURLEncoding, unpadded) DecodeString: CR and LF are skipped, trailing
     bits need not be zero. Raises ValueError("illegal base64 data at input byte N") with Go's offset N."""
     data = text.encode("utf-8", "surrogatepass")
+    if encoding == "std" and data:
+        try:  # canonical padded input decodes the same in Go and in C; the Go-exact path is for the rest
+            return binascii.a2b_base64(data, strict_mode=True)
+        except binascii.Error:
+            pass
     decode_map, padded = _decode_maps[encoding], encoding == "std"
     output = bytearray()
     position, done = 0, False
