@@ -80,3 +80,22 @@ def test_an_idle_store_commits_each_write_at_once(count):
 
     indexes, physical = asyncio.run(scenario())
     assert indexes == list(range(1, count + 1)) and physical.applies == count
+
+
+def test_a_full_write_queue_refuses_with_429_instead_of_growing(monkeypatch):
+    from vaultd.core import physical as physical_module
+    from vaultd.sdk.errors import TooManyRequests
+
+    monkeypatch.setattr(physical_module, "pending_transactions_max", 3)
+
+    async def scenario():
+        backend = GatedBackend()
+        physical = LocalPhysical(backend)
+        tasks = [asyncio.create_task(physical.put(f"k{i}", b"v")) for i in range(5)]
+        await asyncio.sleep(0)
+        backend.gate.set()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = asyncio.run(scenario())
+    assert sum(isinstance(result, TooManyRequests) for result in results) == 2
+    assert sum(isinstance(result, int) for result in results) == 3

@@ -21,8 +21,11 @@ from storage import Backend
 from storage.batch import validate_ops
 from storage.limits import batch_ops_max
 
+from ..sdk.errors import TooManyRequests
+
 Op = tuple[str, str, bytes | None]
 group_bytes_max = 8 * 1024 * 1024  # keeps a merged apply well under the store's 16 MiB record limit
+pending_transactions_max = 10_000  # queued behind the apply in flight; past it, writers are told to back off
 
 
 class Physical(Protocol):
@@ -63,6 +66,8 @@ class LocalPhysical:
 
     async def transaction(self, ops: Sequence[Op]) -> int:
         checked = validate_ops(ops)  # a bad transaction fails alone, never the group it would join
+        if len(self._pending) >= pending_transactions_max:
+            raise TooManyRequests("storage write queue is full; retry later")
         future = asyncio.get_running_loop().create_future()
         self._pending.append((checked, future))
         if self._committer is None or self._committer.done():
