@@ -27,13 +27,13 @@ import uuid
 
 from vaultd.sdk import errors
 from vaultd.sdk.backend import Backend, parse_fields
+from vaultd.sdk.locks import KeyLocks
 from vaultd.sdk.path import Field, FieldData, FieldType, Path
 from vaultd.sdk.request import Operation, Request, Response
 from vaultd.sdk.storage import StorageView
 
 from . import token_fields as tokens
 from .approle_store import (  # noqa: F401 - the records and storage helpers of this backend
-    KeyLocks,
     Role,
     SecretID,
     _accessor_key,

@@ -1,7 +1,6 @@
 """AppRole's records and storage: the Role and SecretID records, their keys (HMACs under the mount's salt),
 parsing of role and secret-id settings, and the per-key locks. The paths and login are in approle.py."""
 
-import asyncio
 import base64
 import contextlib
 import dataclasses
@@ -11,7 +10,6 @@ import hmac
 import json
 import math
 import uuid
-from collections.abc import AsyncIterator
 
 from vaultd.sdk import errors
 from vaultd.sdk.path import FieldData
@@ -281,22 +279,3 @@ def rfc3339(stamp: int) -> str:
     seconds, fraction = divmod(stamp, nanoseconds_per_second)
     text = datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return text + ("." + f"{fraction:09d}".rstrip("0") if fraction else "") + "Z"
-
-
-class KeyLocks:
-    """One lock per key, alive only while someone holds or waits for it (as KV's PathLocks)."""
-
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[asyncio.Lock, list[int]]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._entries.setdefault(key, (asyncio.Lock(), [0]))
-        users[0] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._entries[key]

@@ -11,8 +11,8 @@ from vaultd.sdk.request import Request, Response
 from . import inputs
 from .records import (
     Config,
+    KeyLocks,
     KeyMetadata,
-    PathLocks,
     VersionMetadata,
     deletion_time,
     encode,
@@ -25,7 +25,7 @@ from .records import (
 )
 
 
-async def read_data(locks: PathLocks, request: Request, fields: FieldData) -> Response:
+async def read_data(locks: KeyLocks, request: Request, fields: FieldData) -> Response:
     path = fields.get("path")
     async with locks.hold(path):
         meta, version = await _readable_version(request, path, fields.get("version"), "data")
@@ -33,7 +33,7 @@ async def read_data(locks: PathLocks, request: Request, fields: FieldData) -> Re
     return Response(data={"data": data, "metadata": meta.version_wire(version)})
 
 
-async def read_subkeys(locks: PathLocks, request: Request, fields: FieldData) -> Response:
+async def read_subkeys(locks: KeyLocks, request: Request, fields: FieldData) -> Response:
     path, depth = fields.get("path"), fields.get("depth")
     if depth < 0:
         raise InvalidRequest("depth must be a non-negative integer")
@@ -59,7 +59,7 @@ async def _readable_version(request: Request, path: str, asked: int, body_key: s
     return meta, version
 
 
-async def write_data(locks: PathLocks, request: Request, fields: FieldData) -> Response:
+async def write_data(locks: KeyLocks, request: Request, fields: FieldData) -> Response:
     path = fields.get("path")
     config = await load_config(request.storage)
     if not fields.provided("data"):
@@ -72,7 +72,7 @@ async def write_data(locks: PathLocks, request: Request, fields: FieldData) -> R
     return Response(data=meta.version_wire(version))
 
 
-async def patch_data(locks: PathLocks, request: Request, fields: FieldData) -> Response:
+async def patch_data(locks: KeyLocks, request: Request, fields: FieldData) -> Response:
     """A JSON merge patch of `data` onto the current version, stored as a new version."""
     path = fields.get("path")
     if not fields.provided("data"):
@@ -108,7 +108,7 @@ async def _append_version(request: Request, path: str, meta: KeyMetadata, config
     return meta.current_version
 
 
-async def delete_latest(locks: PathLocks, request: Request, fields: FieldData) -> None:
+async def delete_latest(locks: KeyLocks, request: Request, fields: FieldData) -> None:
     """Soft delete of the current version; nothing to do when it is already deleted or destroyed."""
     path, now = fields.get("path"), nanoseconds(request.received_at)
     async with locks.hold(path):
@@ -121,7 +121,7 @@ async def delete_latest(locks: PathLocks, request: Request, fields: FieldData) -
     return None
 
 
-async def delete_versions(locks: PathLocks, request: Request, fields: FieldData) -> None:
+async def delete_versions(locks: KeyLocks, request: Request, fields: FieldData) -> None:
     path, numbers = fields.get("path"), _versions(fields, "No version number provided")
     now = nanoseconds(request.received_at)
     async with locks.hold(path):
@@ -134,7 +134,7 @@ async def delete_versions(locks: PathLocks, request: Request, fields: FieldData)
     return None
 
 
-async def undelete_versions(locks: PathLocks, request: Request, fields: FieldData) -> None:
+async def undelete_versions(locks: KeyLocks, request: Request, fields: FieldData) -> None:
     """Clear the deletion of each version not destroyed; a delete_version_after in force starts again now."""
     path, numbers = fields.get("path"), _versions(fields, "No version number provided")
     now = nanoseconds(request.received_at)
@@ -149,7 +149,7 @@ async def undelete_versions(locks: PathLocks, request: Request, fields: FieldDat
     return None
 
 
-async def destroy_versions(locks: PathLocks, request: Request, fields: FieldData) -> None:
+async def destroy_versions(locks: KeyLocks, request: Request, fields: FieldData) -> None:
     """Mark the versions destroyed (the metadata first), then delete their data for good."""
     path, numbers = fields.get("path"), _versions(fields, "no version number provided")
     async with locks.hold(path):

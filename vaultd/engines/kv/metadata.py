@@ -8,8 +8,8 @@ from vaultd.sdk.request import Request, Response
 from . import inputs
 from .records import (
     Config,
+    KeyLocks,
     KeyMetadata,
-    PathLocks,
     delete_version_after_disabled_seconds,
     load_config,
     load_metadata,
@@ -24,14 +24,14 @@ config_lock = ""  # no secret can be written at the empty path, so this lock is 
 cas_required_ignored = '"cas_required" set to false, but is mandated by backend config. This value will be ignored.'
 
 
-async def read_metadata(locks: PathLocks, request: Request, fields: FieldData) -> Response:
+async def read_metadata(locks: KeyLocks, request: Request, fields: FieldData) -> Response:
     meta = await load_metadata(request.storage, fields.get("path"))
     if meta is None:
         raise NotFound()
     return Response(data=meta.wire())
 
 
-async def list_metadata(locks: PathLocks, request: Request, fields: FieldData) -> Response:
+async def list_metadata(locks: KeyLocks, request: Request, fields: FieldData) -> Response:
     """The secrets and folders (ending in '/') directly under `metadata/<folder>/`; NotFound when none."""
     folder = fields.get("path")
     prefix = folder if not folder or folder.endswith("/") else folder + "/"
@@ -41,7 +41,7 @@ async def list_metadata(locks: PathLocks, request: Request, fields: FieldData) -
     return Response(data={"keys": keys})
 
 
-async def write_metadata(locks: PathLocks, request: Request, fields: FieldData) -> Response | None:
+async def write_metadata(locks: KeyLocks, request: Request, fields: FieldData) -> Response | None:
     """Set the given settings, creating the metadata (with no versions) if the secret does not exist yet.
     As in Vault, a write that names no setting changes nothing, and updated_time moves only with versions."""
     path = _settable_path(fields)
@@ -61,7 +61,7 @@ async def write_metadata(locks: PathLocks, request: Request, fields: FieldData) 
     return Response(warnings=warnings) if warnings else None
 
 
-async def patch_metadata(locks: PathLocks, request: Request, fields: FieldData) -> Response | None:
+async def patch_metadata(locks: KeyLocks, request: Request, fields: FieldData) -> Response | None:
     """Set the given settings of an existing secret; custom_metadata is merge-patched (null removes a key)."""
     path = _settable_path(fields)
     settings = _settings(fields, patching=True)
@@ -80,7 +80,7 @@ async def patch_metadata(locks: PathLocks, request: Request, fields: FieldData) 
     return Response(warnings=warnings) if warnings else None
 
 
-async def delete_metadata(locks: PathLocks, request: Request, fields: FieldData) -> None:
+async def delete_metadata(locks: KeyLocks, request: Request, fields: FieldData) -> None:
     """Every version's data, then the metadata: the secret is gone with its history."""
     path = fields.get("path")
     async with locks.hold(path):
@@ -120,11 +120,11 @@ def _warnings(settings: dict, config: Config) -> list[str]:
     return [cas_required_ignored] if settings.get("cas_required") is False and config.cas_required else []
 
 
-async def read_config(locks: PathLocks, request: Request, fields: FieldData) -> Response:
+async def read_config(locks: KeyLocks, request: Request, fields: FieldData) -> Response:
     return Response(data=(await load_config(request.storage)).wire())
 
 
-async def write_config(locks: PathLocks, request: Request, fields: FieldData) -> None:
+async def write_config(locks: KeyLocks, request: Request, fields: FieldData) -> None:
     """Set the mount's defaults. A negative delete_version_after disables it for every secret; 0 clears it."""
     settings = {}
     if fields.provided("max_versions"):

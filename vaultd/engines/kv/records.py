@@ -13,15 +13,13 @@ max_versions. A version key splits at its last '/', so no two (path, n) pairs sh
 since the epoch and `delete_version_after` as integer seconds, so nothing is lost to float rounding.
 """
 
-import asyncio
-import contextlib
 import dataclasses
 import datetime
 import json
 import math
-from collections.abc import AsyncIterator
 
 from vaultd.sdk.errors import InternalError
+from vaultd.sdk.locks import KeyLocks  # noqa: F401 - re-exported for the handlers' signatures
 from vaultd.sdk.storage import StorageView
 
 max_versions_default = 10  # Vault's defaultMaxVersions: kept when neither the secret nor the mount sets one
@@ -214,23 +212,3 @@ async def load_version(storage: StorageView, path: str, version: int) -> dict:
         # every kept, undestroyed version has its data stored; storage that lost it is not to be trusted
         raise InternalError("could not find version data")
     return decode(raw)
-
-
-class PathLocks:
-    """One lock per secret path, held across each read-modify-write (Vault's locksutil), so two writers
-    with the same `cas` cannot both succeed. An entry lives only while someone holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[asyncio.Lock, list[int]]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, path: str) -> AsyncIterator[None]:
-        lock, users = self._entries.setdefault(path, (asyncio.Lock(), [0]))
-        users[0] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._entries[path]

@@ -9,11 +9,12 @@ from collections.abc import Awaitable, Callable
 
 from vaultd.sdk.backend import Backend
 from vaultd.sdk.errors import UnsupportedPath
+from vaultd.sdk.locks import KeyLocks
 from vaultd.sdk.path import Field, FieldData, FieldType, Handler, Path
 from vaultd.sdk.request import Operation, Request, Response
 
 from . import data, metadata
-from .records import PathLocks, load_metadata
+from .records import load_metadata
 
 _roots = ("metadata", "data", "delete", "undelete", "destroy")
 _path = {"path": Field(FieldType.STRING, "Location of the secret.")}
@@ -44,7 +45,7 @@ _subkeys_fields = {**_path, **_version, "depth": Field(FieldType.INT, "The deepe
 
 def kv_v2_backend() -> Backend:
     """A fresh backend with its own per-secret locks: build one per mount."""
-    locks = PathLocks()
+    locks = KeyLocks()
 
     def bound(operations: dict[Operation, Callable[..., Awaitable[Response | None]]]) -> dict[Operation, Handler]:
         return {operation: functools.partial(handler, locks) for operation, handler in operations.items()}

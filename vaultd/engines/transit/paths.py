@@ -5,12 +5,12 @@ import functools
 from collections.abc import Awaitable, Callable
 
 from vaultd.sdk.backend import Backend
+from vaultd.sdk.locks import KeyLocks
 from vaultd.sdk.path import Field, FieldType, Handler, Path
 from vaultd.sdk.request import Operation, Response
 
 from . import backup, encryption, keys, signing, tools
 from .backup import name_pattern
-from .policy import KeyLocks
 
 STRING, INT, BOOL, RAW, DURATION = FieldType.STRING, FieldType.INT, FieldType.BOOL, FieldType.RAW, FieldType.DURATION
 READ, CREATE, UPDATE, DELETE, LIST = (

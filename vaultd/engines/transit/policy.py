@@ -11,16 +11,14 @@ record and are hidden the same way (`KeyPolicy.entry` refuses them), so raising 
 lowering it again gives them back, as Vault's archive does. A LIST of `keys/` is a LIST of `policy/`.
 """
 
-import asyncio
 import base64
-import contextlib
 import dataclasses
 import datetime
 import json
 import math
-from collections.abc import AsyncIterator
 
 from vaultd.sdk.errors import InvalidRequest
+from vaultd.sdk.locks import KeyLocks  # noqa: F401 - re-exported for the handlers' signatures
 from vaultd.sdk.storage import StorageView
 
 policy_prefix = "policy/"
@@ -202,23 +200,3 @@ def format_time(stamp: int) -> str:
     if fraction:
         text += "." + f"{fraction:09d}".rstrip("0")
     return text + "Z"
-
-
-class KeyLocks:
-    """One lock per key name, held across each read-modify-write of its record (Vault's per-key locks), so
-    two rotations cannot both write version n+1. An entry lives only while someone holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[asyncio.Lock, list[int]]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, name: str) -> AsyncIterator[None]:
-        lock, users = self._entries.setdefault(name, (asyncio.Lock(), [0]))
-        users[0] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._entries[name]
