@@ -234,6 +234,11 @@ class LogStore:
                 return None
             segment_id, offset, length = unpack_location(location)
             raw = self._fileops.pread(self._readers[segment_id], length + value_crc_bytes, offset)
+        return self._checked(key, location, raw)
+
+    def _checked(self, key: str, location: int, raw: bytes) -> bytes:
+        """The value in `raw` (value ‖ crc32), or CorruptionError naming the segment and offset."""
+        segment_id, offset, length = unpack_location(location)
         value = check_value(raw, length)
         if value is None:
             path = os.path.join(self.generation_dir, segment_name(segment_id))
@@ -286,11 +291,7 @@ class LogStore:
 
     def _read_pinned(self, fds: dict[int, int], key: str, location: int) -> tuple[str, bytes]:
         segment_id, offset, length = unpack_location(location)
-        value = check_value(self._fileops.pread(fds[segment_id], length + value_crc_bytes, offset), length)
-        if value is None:
-            path = os.path.join(self.generation_dir, segment_name(segment_id))
-            raise CorruptionError(path, offset, f"value of {key!r} fails its checksum")
-        return key, value
+        return key, self._checked(key, location, self._fileops.pread(fds[segment_id], length + value_crc_bytes, offset))
 
     def restore(self, fileobj: BinaryIO) -> None:
         """Replace this open store's contents by a snapshot stream, atomically.
