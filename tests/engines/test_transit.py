@@ -1073,3 +1073,21 @@ def test_bad_input_raises_and_leaves_storage_unchanged(transit, operation, path,
         assert transit.view.values != before
         return
     transit.fails(InvalidRequest, operation, path, body, message)
+
+
+def test_auto_rotate_period_rotates_at_the_first_encryption_after_it_passes():
+    from vaultd.engines.transit import transit_backend
+    from vaultd.sdk.request import Operation, Request
+    from vaultd.sdk.storage import MemoryView
+
+    backend, view = transit_backend(), MemoryView()
+
+    def call(path, data, at):
+        return asyncio.run(backend.handle(Request(Operation.UPDATE, path, data, view, received_at=at)))
+
+    start = 1_700_000_000.0
+    call("keys/rotating", {"auto_rotate_period": "1h"}, start)
+    plaintext = base64.b64encode(b"x").decode()
+    assert call("encrypt/rotating", {"plaintext": plaintext}, start + 3599).data["ciphertext"].startswith("vault:v1:")
+    assert call("encrypt/rotating", {"plaintext": plaintext}, start + 3600).data["ciphertext"].startswith("vault:v2:")
+    assert call("encrypt/rotating", {"plaintext": plaintext}, start + 3700).data["ciphertext"].startswith("vault:v2:")

@@ -14,7 +14,7 @@ from vaultd.sdk.errors import InvalidRequest
 from vaultd.sdk.path import FieldData
 from vaultd.sdk.request import Operation, Request, Response
 
-from . import ciphers
+from . import ciphers, material
 from .inputs import base64_field, batch_items
 from .keys import KeySettings, check_new_key, new_policy
 from .policy import KEY_TYPES, KeyLocks, KeyPolicy, load_policy, nanoseconds, policy_exists, save_policy
@@ -120,6 +120,8 @@ async def encrypt(locks: KeyLocks, request: Request, fields: FieldData) -> Respo
     items = _inputs(fields, "plaintext", ("context", "nonce", "associated_data"), "missing plaintext to encrypt")
     if request.operation is not Operation.CREATE:
         policy = await _existing(request, name)
+        if rotation_due(policy, request.received_at):
+            policy = await rotate_if_due(locks, request, name)
         results = [_encrypt_item(policy, index, item) for index, item in enumerate(items)]
         return _respond(fields, items, results, [])
     settings = _upsert_settings(fields, items)
@@ -152,6 +154,26 @@ def _upsert_settings(fields: FieldData, items: list[dict]) -> KeySettings:
     settings = KeySettings(type=key_type, derived=derived, convergent_encryption=convergent)
     check_new_key(settings)
     return settings
+
+
+def rotation_due(policy: KeyPolicy, now: float) -> bool:
+    """Vault rotates a key whose latest version is older than its auto_rotate_period. With no clock of its
+    own, this engine does so lazily: at the first encryption after the period has passed."""
+    if not policy.auto_rotate_period:
+        return False
+    latest = policy.versions[policy.latest_version].created_at
+    return nanoseconds(now) - latest >= policy.auto_rotate_period * 1_000_000_000
+
+
+async def rotate_if_due(locks: KeyLocks, request: Request, name: str) -> KeyPolicy:
+    """Rotate under the key's lock, checking again there: two requests never both add a version."""
+    async with locks.hold(name):
+        policy = await _existing(request, name)
+        if rotation_due(policy, request.received_at):
+            policy.add_version(material.new_version(policy.key_type, policy.key_size,
+                                                    nanoseconds(request.received_at), policy.convergent_encryption))
+            await save_policy(request.storage, policy)
+        return policy
 
 
 async def _existing(request: Request, name: str) -> KeyPolicy:
