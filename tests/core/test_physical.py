@@ -6,8 +6,9 @@ import threading
 
 import pytest
 
-from storage import MemoryBackend, StoreFailed, ValueTooLarge
+from storage import MemoryBackend, StoreFailed
 from vaultd.core.physical import LocalPhysical
+from vaultd.sdk.errors import InternalError, InvalidRequest
 
 
 class GatedBackend(MemoryBackend):
@@ -53,7 +54,7 @@ def test_a_bad_transaction_fails_alone():
         return physical, results
 
     physical, (good, bad) = asyncio.run(scenario())
-    assert good == 1 and isinstance(bad, ValueTooLarge)
+    assert good == 1 and isinstance(bad, InvalidRequest) and "over 1048576" in str(bad)
     assert physical.backend.get("a") == b"1" and physical.backend.get("b") is None
 
 
@@ -69,7 +70,7 @@ def test_a_failed_apply_fails_every_waiter_of_its_group():
         return await asyncio.gather(*tasks, return_exceptions=True)
 
     results = asyncio.run(scenario())
-    assert all(isinstance(result, StoreFailed) for result in results)
+    assert all(isinstance(result, InternalError) and "storage failed: disk full" in str(result) for result in results)
 
 
 @pytest.mark.parametrize("count", [1, 3])

@@ -64,3 +64,12 @@ def test_wrong_unseal_keys_change_nothing(fresh_server):
     requests.put(fresh_server.url + "/v1/sys/unseal", json={"key": init["keys"][0]})
     requests.put(fresh_server.url + "/v1/sys/unseal", json={"key": init["keys"][1]})
     assert requests.get(fresh_server.url + "/v1/sys/seal-status").json()["sealed"] is False
+
+
+def test_a_key_too_long_for_storage_is_a_400_and_writes_nothing(dev_server):
+    headers = {"X-Vault-Token": dev_server.root_token}
+    long_path = "secret/data/" + "k" * 4100
+    response = requests.post(f"{dev_server.url}/v1/{long_path}", headers=headers, json={"data": {"a": "b"}})
+    assert response.status_code == 400 and "over 4096" in response.json()["errors"][0]
+    listed = requests.request("LIST", dev_server.url + "/v1/secret/metadata", headers=headers)
+    assert listed.status_code == 404  # nothing was written, not even metadata

@@ -12,17 +12,19 @@ The Raft issue replaces it with a replicated implementation of the same protocol
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from storage import Backend
+from storage import Backend, InvalidBatch, StorageError
 from storage.batch import validate_ops
 from storage.limits import batch_ops_max
 
-from ..sdk.errors import TooManyRequests
+from ..sdk.errors import InternalError, InvalidRequest, TooManyRequests
 
+logger = logging.getLogger(__name__)
 Op = tuple[str, str, bytes | None]
 group_bytes_max = 8 * 1024 * 1024  # keeps a merged apply well under the store's 16 MiB record limit
 pending_transactions_max = 10_000  # queued behind the apply in flight; past it, writers are told to back off
@@ -65,7 +67,10 @@ class LocalPhysical:
         return await self.transaction([("delete", key, None)])
 
     async def transaction(self, ops: Sequence[Op]) -> int:
-        checked = validate_ops(ops)  # a bad transaction fails alone, never the group it would join
+        try:
+            checked = validate_ops(ops)  # a bad transaction fails alone, never the group it would join
+        except InvalidBatch as error:  # e.g. a storage path over 4 KiB: the caller's input, a 400
+            raise InvalidRequest(str(error)) from None
         if len(self._pending) >= pending_transactions_max:
             raise TooManyRequests("storage write queue is full; retry later")
         future = asyncio.get_running_loop().create_future()
@@ -80,6 +85,13 @@ class LocalPhysical:
             ops = [op for transaction, _ in group for op in transaction]
             try:
                 index = await asyncio.to_thread(self._apply, ops)
+            except StorageError as error:  # a full disk or a failed fsync: typed, logged once, never retried
+                logger.error("storage refused a write: %s", error)
+                error = InternalError(f"storage failed: {error}")
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
             except BaseException as error:  # every waiter learns the outcome, whatever it was
                 for _, future in group:
                     if not future.done():
