@@ -49,11 +49,33 @@ def _server(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _raft_key(arguments: list[str]) -> int:
+    """`vaultd operator raft-key PATH`: write a new 256-bit cluster key, mode 0600; never overwrite one."""
+    from raft import keyfile
+
+    if len(arguments) != 1 or arguments[0].startswith("-"):
+        print("Usage: vaultd operator raft-key PATH", file=sys.stderr)
+        return 2
+    try:
+        keyfile.generate(arguments[0])
+    except FileExistsError:
+        print(f"Error: {arguments[0]} exists; a cluster keeps its key (remove it yourself to replace it)",
+              file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"Error writing {arguments[0]}: {error.strerror}", file=sys.stderr)
+        return 1
+    print(f"Success! Wrote a 256-bit cluster key to {arguments[0]} (mode 0600). Copy it to every node.")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     if not __debug__:
         print("vaultd refuses to run under python -O: its assertions guard invariants", file=sys.stderr)
         return 2
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:2] == ["operator", "raft-key"]:
+        return _raft_key(argv[2:])
     if not argv or argv[0] != "server":
         from . import cli  # the operator CLI: standard library only, so it skips the server's imports
 
