@@ -5,7 +5,6 @@ logical path answers 503 "Vault is sealed", as Vault does. The ACL check comes b
 unauthorised request for a path that does not exist is refused (403), not told it is missing.
 """
 
-import base64
 import dataclasses
 import os
 from collections.abc import Callable
@@ -291,7 +290,3 @@ class Core:
         from .system import sudo_paths
 
         return any(path == p or (p.endswith("*") and path.startswith(p[:-1])) for p in sudo_paths)
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
