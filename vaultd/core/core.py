@@ -99,7 +99,7 @@ class Core:
     # --- identifiers ------------------------------------------------------------------------------------
 
     def new_request_id(self) -> str:
-        return seal_module._uuid(self.randbytes(16))
+        return seal_module.format_uuid(self.randbytes(16))
 
     # --- init and seal -----------------------------------------------------------------------------------
 

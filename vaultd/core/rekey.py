@@ -90,7 +90,7 @@ async def seal_config(core: "Core", missing_message: str) -> SealConfig:
 
 
 def new_nonce(core: "Core") -> str:
-    return seal_module._uuid(core.randbytes(nonce_random_bytes))
+    return seal_module.format_uuid(core.randbytes(nonce_random_bytes))
 
 
 def random_below(randbytes: Callable[[int], bytes], bound: int) -> int:
@@ -119,7 +119,7 @@ async def recover_root_key(core: "Core", shares: list[bytes], threshold: int) ->
     if wrapped is None:
         raise InternalError("the stored root key is missing")
     try:
-        root_key = await core.seal._unwrap(kek)  # the GCM tag proves the KEK
+        root_key = await core.seal.unwrap_root_key(kek)  # the GCM tag proves the KEK
     except InvalidRequest:
         raise InvalidRequest("root key verification failed: invalid key") from None
     return root_key, wrapped
@@ -251,7 +251,7 @@ class Rekey:
                 kek, config.secret_shares, config.secret_threshold,
                 randbelow=lambda bound: random_below(randbytes, bound),
             )
-        return shares, _NewKeys(kek, self._core.seal._wrap(kek, root_key), wrapped)
+        return shares, _NewKeys(kek, self._core.seal.wrap_root_key(kek, root_key), wrapped)
 
     async def _commit(self, state: _RekeyState, new_keys: _NewKeys) -> None:
         """Write the new wrapping and the config that describes its shares, together. Holds the lock."""

@@ -69,7 +69,7 @@ class UnsealProgress:
 
     def add(self, share: bytes) -> None:
         if not self.nonce:
-            self.nonce = _uuid(self._randbytes(16))
+            self.nonce = format_uuid(self._randbytes(16))
         if not any(hmac.compare_digest(share, existing) for existing in self.shares):
             self.shares.append(share)
 
@@ -105,7 +105,7 @@ class ShamirSeal:
             raise InvalidRequest("Vault is already initialized")
         root_key, kek = self._randbytes(key_bytes), self._randbytes(key_bytes)
         await self.barrier.initialize(root_key)
-        await self.barrier.raw_put(STORED_KEYS_PATH, self._wrap(kek, root_key))
+        await self.barrier.raw_put(STORED_KEYS_PATH, self.wrap_root_key(kek, root_key))
         config = SealConfig(self.type, shares, threshold)
         await self.barrier.raw_put(SEAL_CONFIG_PATH, config.encode())
         self.config = config
@@ -129,16 +129,16 @@ class ShamirSeal:
             kek = shares[0] if config.secret_threshold == 1 else shamir.combine(shares)
         except shamir.ShamirError as error:
             raise InvalidRequest(f"unseal failed, invalid key: {error}") from None
-        root_key = await self._unwrap(kek)
+        root_key = await self.unwrap_root_key(kek)
         await self.barrier.unseal(root_key)
         return True
 
-    def _wrap(self, kek: bytes, root_key: bytes) -> bytes:
+    def wrap_root_key(self, kek: bytes, root_key: bytes) -> bytes:
         nonce = self._randbytes(nonce_bytes)
         stored = json.dumps([base64.b64encode(root_key).decode()]).encode()
         return nonce + AESGCM(kek).encrypt(nonce, stored, None)
 
-    async def _unwrap(self, kek: bytes) -> bytes:
+    async def unwrap_root_key(self, kek: bytes) -> bytes:
         wrapped = await self.barrier.raw_get(STORED_KEYS_PATH)
         if wrapped is None:
             raise InvalidRequest("unseal failed: no stored keys")
@@ -158,6 +158,6 @@ class ShamirSeal:
                 return value % bound
 
 
-def _uuid(raw: bytes) -> str:
+def format_uuid(raw: bytes) -> str:
     text = raw.hex()
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:32]}"

@@ -52,7 +52,7 @@ async def initialize(core, body: dict) -> dict:
 
 
 async def _set_up(core) -> str:
-    await core.barrier.put("core/cluster-id", seal_module._uuid(core.randbytes(16)).encode())
+    await core.barrier.put("core/cluster-id", seal_module.format_uuid(core.randbytes(16)).encode())
     await core._become_unsealed()
     for path, mount_type, description, table in default_mounts:
         core.router.mount(new_mount_entry(core, path, mount_type, description, table=table))
@@ -62,7 +62,7 @@ async def _set_up(core) -> str:
 
 
 def new_mount_entry(core, path: str, mount_type: str, description: str = "", table: str = "mounts", **kwargs):
-    uuid = seal_module._uuid(core.randbytes(16))
+    uuid = seal_module.format_uuid(core.randbytes(16))
     prefix = {"kv": "kv", "system": "system", "token": "auth_token"}.get(mount_type, mount_type)
     accessor = f"{prefix}_{core.randbytes(4).hex()}"
     return MountEntry(path, mount_type, uuid, accessor, description, table=table, **kwargs)
