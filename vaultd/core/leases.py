@@ -15,6 +15,7 @@ import json
 from ..clock import Clock
 from ..sdk.errors import InvalidRequest
 from ..sdk.storage import StorageView
+from .keyring import format_rfc3339
 from .tokens import TokenStore, random_base62
 
 lease_suffix_chars = 24
@@ -62,9 +63,9 @@ class LeaseStore:
             raise InvalidRequest("invalid lease")
         now = self.clock.now()
         return {
-            "id": lease.lease_id, "issue_time": _rfc3339(lease.issue_time),
-            "expire_time": _rfc3339(entry.expire_time) if entry.expire_time else None,
-            "last_renewal": _rfc3339(entry.last_renewal_time) if entry.last_renewal_time else None,
+            "id": lease.lease_id, "issue_time": _time(lease.issue_time),
+            "expire_time": _time(entry.expire_time) if entry.expire_time else None,
+            "last_renewal": _time(entry.last_renewal_time) if entry.last_renewal_time else None,
             "path": lease.path, "renewable": entry.renewable, "ttl": entry.ttl(now),
         }
 
@@ -117,8 +118,6 @@ class LeaseStore:
         return found
 
 
-def _rfc3339(seconds: float) -> str:
-    import datetime
-
-    moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}000Z"
+def _time(seconds: float) -> str:
+    """Go's RFC3339Nano, as Vault prints lease and wrapping times."""
+    return format_rfc3339(round(seconds * 1_000_000_000))

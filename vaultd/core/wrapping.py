@@ -6,7 +6,6 @@ this store's view, through the barrier, and deleted when unwrapped: a second unw
 """
 
 import dataclasses
-import datetime
 import json
 
 from ..clock import Clock
@@ -14,6 +13,7 @@ from ..sdk.backend import parse_duration
 from ..sdk.errors import InvalidRequest
 from ..sdk.request import Response
 from ..sdk.storage import StorageView
+from .keyring import format_rfc3339
 from .tokens import TokenEntry, TokenStore
 
 WRAPPING_POLICY = "response-wrapping"
@@ -50,7 +50,7 @@ class Wrapping:
         stored = {"response": dataclasses.asdict(response), "creation_path": creation_path,
                   "creation_time": now, "creation_ttl": ttl}
         await self.view.put(self.tokens.salted(token), json.dumps(stored).encode())
-        info = {"token": token, "accessor": entry.accessor, "ttl": ttl, "creation_time": _rfc3339(now),
+        info = {"token": token, "accessor": entry.accessor, "ttl": ttl, "creation_time": _time(now),
                 "creation_path": creation_path}
         if response.auth and response.auth.get("accessor"):
             info["wrapped_accessor"] = response.auth["accessor"]
@@ -64,7 +64,7 @@ class Wrapping:
 
     async def lookup(self, token: str) -> dict:
         stored = await self._stored(token, in_flight=False)
-        return {"creation_path": stored["creation_path"], "creation_time": _rfc3339(stored["creation_time"]),
+        return {"creation_path": stored["creation_path"], "creation_time": _time(stored["creation_time"]),
                 "creation_ttl": stored["creation_ttl"]}
 
     async def rewrap(self, token: str, in_flight: bool) -> dict:
@@ -85,6 +85,6 @@ class Wrapping:
         return json.loads(raw)
 
 
-def _rfc3339(seconds: float) -> str:
-    moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}000Z"
+def _time(seconds: float) -> str:
+    """Go's RFC3339Nano, as Vault prints lease and wrapping times."""
+    return format_rfc3339(round(seconds * 1_000_000_000))
