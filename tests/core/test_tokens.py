@@ -22,7 +22,7 @@ from vaultd.core.token_paths import rfc3339, token_backend
 from vaultd.core.tokens import REVOCATION_PENDING, TokenStore, calculate_ttl, human_duration
 from vaultd.sdk.errors import InvalidRequest, PermissionDenied
 from vaultd.sdk.request import Operation, Request
-from vaultd.sdk.storage import MemoryView
+from vaultd.sdk.storage import MemoryView, YieldingMemoryView
 
 SALT = b"0123456789abcdef0123456789abcdef"
 HOUR = 3600
@@ -43,18 +43,6 @@ def asynchronous(test):
         return asyncio.run(test(*args, **kwargs))
 
     return run
-
-
-class YieldingView(MemoryView):
-    """A MemoryView that yields to the event loop on every call, so concurrent coroutines interleave."""
-
-    async def get(self, key):
-        await asyncio.sleep(0)
-        return await super().get(key)
-
-    async def put(self, key, value):
-        await asyncio.sleep(0)
-        await super().put(key, value)
 
 
 class Vault:
@@ -458,7 +446,7 @@ async def test_unlimited_tokens_are_not_changed_by_use():
 
 @asynchronous
 async def test_concurrent_uses_never_exceed_num_uses():
-    v = await vault(view=YieldingView())
+    v = await vault(view=YieldingMemoryView())
     token = (await v.create(v.root, policies=["web"], num_uses=3))["client_token"]
     results = await asyncio.gather(*(v.store.use(token) for _ in range(10)))
     assert sum(result is not None for result in results) == 3

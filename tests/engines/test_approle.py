@@ -28,7 +28,7 @@ from vaultd.sdk.errors import (
     VaultError,
 )
 from vaultd.sdk.request import Operation, Request, Response
-from vaultd.sdk.storage import MemoryView
+from vaultd.sdk.storage import YieldingMemoryView
 
 READ, UPDATE, DELETE, LIST = Operation.READ, Operation.UPDATE, Operation.DELETE, Operation.LIST
 T0 = 1_700_000_000.25  # 2023-11-14T22:13:20.25Z, exact in a float
@@ -48,28 +48,12 @@ class AddressedRequest(Request):
     remote_address: str = ""
 
 
-class YieldingView(MemoryView):
-    """A MemoryView that yields to the loop on every call, as a replicated view would."""
-
-    async def get(self, key):
-        await asyncio.sleep(0)
-        return await super().get(key)
-
-    async def put(self, key, value):
-        await asyncio.sleep(0)
-        await super().put(key, value)
-
-    async def delete(self, key):
-        await asyncio.sleep(0)
-        await super().delete(key)
-
-
 class Mount:
     """An AppRole mount over its own view; `now` stamps the next request, `address` says where it comes from."""
 
     def __init__(self):
         self.backend = approle_backend()
-        self.view = YieldingView()
+        self.view = YieldingMemoryView()
         self.now = T0
         self.address: str | None = None
 

@@ -30,7 +30,7 @@ from vaultd.engines.transit.inputs import go_atoi, go_base64
 from vaultd.engines.transit.material import CURVES
 from vaultd.sdk.errors import InvalidRequest, NotFound, VaultError
 from vaultd.sdk.request import Operation, Request, Response
-from vaultd.sdk.storage import MemoryView
+from vaultd.sdk.storage import MemoryView, YieldingMemoryView
 
 READ, CREATE, UPDATE, DELETE, LIST = (
     Operation.READ, Operation.CREATE, Operation.UPDATE, Operation.DELETE, Operation.LIST,
@@ -49,25 +49,13 @@ def unb64(text: str) -> bytes:
     return base64.b64decode(text)
 
 
-class YieldingView(MemoryView):
-    """A MemoryView that yields to the loop on every call, as a replicated view would."""
-
-    async def get(self, key):
-        await asyncio.sleep(0)
-        return await super().get(key)
-
-    async def put(self, key, value):
-        await asyncio.sleep(0)
-        await super().put(key, value)
-
-
 class Mount:
     """One transit mount over its own view; `now` is the received_at of the next request. Every response
     is kept in `responses`, for the test that no key material leaks."""
 
     def __init__(self):
         self.backend = transit_backend()
-        self.view = YieldingView()
+        self.view = YieldingMemoryView()
         self.now = T0
         self.responses: list[Response] = []
 
@@ -1078,7 +1066,6 @@ def test_bad_input_raises_and_leaves_storage_unchanged(transit, operation, path,
 def test_auto_rotate_period_rotates_at_the_first_encryption_after_it_passes():
     from vaultd.engines.transit import transit_backend
     from vaultd.sdk.request import Operation, Request
-    from vaultd.sdk.storage import MemoryView
 
     backend, view = transit_backend(), MemoryView()
 

@@ -1,6 +1,7 @@
 """StorageView: what an engine sees of storage. Plaintext bytes under keys relative to the engine's own
 prefix; the barrier encrypts below it, and an engine can never name a key outside its mount."""
 
+import asyncio
 from typing import Protocol
 
 
@@ -37,3 +38,24 @@ class MemoryView:
                 rest = key[len(prefix) :]
                 children.add(rest.split("/")[0] + "/" if "/" in rest else rest)
         return sorted(children)
+
+
+class YieldingMemoryView(MemoryView):
+    """A MemoryView that yields to the event loop on every call, as a replicated view would, so concurrent
+    coroutines interleave in tests of engines' locking."""
+
+    async def get(self, key: str) -> bytes | None:
+        await asyncio.sleep(0)
+        return await super().get(key)
+
+    async def put(self, key: str, value: bytes) -> None:
+        await asyncio.sleep(0)
+        await super().put(key, value)
+
+    async def delete(self, key: str) -> None:
+        await asyncio.sleep(0)
+        await super().delete(key)
+
+    async def list(self, prefix: str) -> list[str]:
+        await asyncio.sleep(0)
+        return await super().list(prefix)
