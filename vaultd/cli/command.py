@@ -119,6 +119,21 @@ class Context:
         self.warn(output.warnings_text(body))
         self.say(output.to_json(body) if self.json else table())
 
+    def key_and_nonce(self, status: dict, nonce_label: str, prompt: str) -> tuple[str, str]:
+        """A key share for a quorum operation and its nonce: from the argument (or `-` for stdin) with
+        -nonce, else prompted for, with the nonce of the operation in progress shown and used."""
+        if self.args and self.args[0] != "-":
+            key, nonce = self.args[0], self.flags["nonce"]
+        elif self.args:
+            key, nonce = self.read_all_stdin("key share"), self.flags["nonce"]
+        else:
+            nonce = status.get("nonce", "")
+            self.warn(f"{nonce_label}: {nonce}")
+            key = self.secret_input(prompt)
+        if not nonce:
+            raise UsageError("Missing nonce value: specify it via the -nonce flag")
+        return key.strip(), nonce
+
     def secret_input(self, prompt: str) -> str:
         """A secret from the terminal without echo, or the first line of stdin when it is not a terminal."""
         text = getpass.getpass(prompt, stream=self.stderr) if self.stdin.isatty() else self.stdin.readline()

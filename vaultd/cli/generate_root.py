@@ -137,18 +137,9 @@ def _provide(context: Context) -> int:
     if not status.get("started"):
         raise CliError('Error: no root generation is in progress; start one with '
                        '"vaultd operator generate-root -init"')
-    if context.args and context.args[0] != "-":
-        key, nonce = context.args[0], context.flags["nonce"]
-    elif context.args:
-        key, nonce = context.read_all_stdin("key share"), context.flags["nonce"]
-    else:
-        nonce = status.get("nonce", "")
-        context.warn(f"Operation nonce: {nonce}")
-        key = context.secret_input("Unseal Key (will be hidden): ")
-    if not nonce:
-        raise UsageError("Missing nonce value: specify it via the -nonce flag")
+    key, nonce = context.key_and_nonce(status, "Operation nonce", "Unseal Key (will be hidden): ")
     with context.doing("posting unseal key"):
-        status = context.client.write("sys/generate-root/update", {"key": key.strip(), "nonce": nonce}) or {}
+        status = context.client.write("sys/generate-root/update", {"key": key, "nonce": nonce}) or {}
     _show(context, status)
     return 0
 

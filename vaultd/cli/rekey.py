@@ -107,19 +107,11 @@ def _provide(context: Context) -> int:
     status = _read_status(context)
     if not status.get("started") and not context.flags["verify"]:
         raise CliError('Error: no rekey is in progress; start one with "vaultd operator rekey -init"')
-    if context.args and context.args[0] != "-":
-        key, nonce = context.args[0], context.flags["nonce"]
-    elif context.args:
-        key, nonce = context.read_all_stdin("key share"), context.flags["nonce"]
-    else:
-        nonce = status.get("nonce", "")
-        context.warn(f"{'Verification' if context.flags['verify'] else 'Rekey operation'} nonce: {nonce}")
-        key = context.secret_input("Key (will be hidden): ")
-    if not nonce:
-        raise UsageError("Missing nonce value: specify it via the -nonce flag")
+    label = "Verification nonce" if context.flags["verify"] else "Rekey operation nonce"
+    key, nonce = context.key_and_nonce(status, label, "Key (will be hidden): ")
     update_path = "sys/rekey/verify" if context.flags["verify"] else "sys/rekey/update"
     with context.doing("posting unseal key"):
-        reply = context.client.write(update_path, {"key": key.strip(), "nonce": nonce}) or {}
+        reply = context.client.write(update_path, {"key": key, "nonce": nonce}) or {}
     if not reply.get("complete"):
         _show_status(context, _read_status(context))
         return 0
