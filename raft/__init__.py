@@ -1,1 +1,7 @@
-"""raft/: replication on pysyncobj, hardened. The only importer of pysyncobj (in raft/node.py). Not built yet."""
+"""raft/: replication on pysyncobj, hardened. The only importer of pysyncobj is raft/node.py.
+
+Built so far, not yet wired into the server: the cluster key file (keyfile.py), the versioned command codec
+(command.py), the total and deterministic state machine (state_machine.py), the durable journal (journal.py)
+and the hardened node (node.py: keyed transport with bounded frames, journal flushed before every send, an
+async submit with typed errors). Snapshots, membership changes and the read barrier are still to come.
+"""

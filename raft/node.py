@@ -1,0 +1,396 @@
+"""RaftNode: one Raft member on pysyncobj 0.3.17, hardened through its extension points (DESIGN.md §Raft).
+
+The only module that imports pysyncobj. Line numbers below are pysyncobj 0.3.17's; tests/raft/test_node.py
+fails if an upgrade breaks any of these hardenings.
+
+1. Transport (hardening 1).
+   * `password` is the 256-bit cluster key; construction refuses anything else. Fernet's HMAC is verified
+     before anything is unpickled (tcp_connection.py:284-291), so an unauthenticated pickle frame runs nothing.
+   * `bindAddress` is the node's own raft address (transport.py:264-273 binds 0.0.0.0 otherwise); wildcard
+     hosts are refused.
+   * Frame size: SyncObjConf has NO receive-side bound (only `appendEntriesBatchSizeBytes`, a send-side batch
+     target, and the socket buffer sizes); the 4-byte length prefix is trusted and the read buffer grows without
+     limit (pysyncobj #174). `_HardenedTransport` bounds it: every TcpConnection it gets (incoming:
+     `_onNewIncomingConnection`, transport.py:316; outgoing: `_connectIfNecessarySingle`, transport.py:411) is
+     switched to `_BoundedConnection`, which overrides the name-mangled `__processRead` (tcp_connection.py:261)
+     to drop the connection once a declared length is negative or over `frame_bytes_max`, or the unparsed buffer
+     exceeds `2 * frame_bytes_max`. Private names: a test sends an oversized prefix and expects a disconnect.
+   * Utility commands (`status`, `transfer`, ...) and `readonly` peers are refused on incoming connections
+     (`_onIncomingMessageReceived`, transport.py:331-373); only configured voters may connect.
+   * Snapshots: log compaction is disabled (`logCompactionMinEntries`/`MinTime` out of reach): the stock
+     snapshot pickles this object's `__dict__`, which is not our store (hardening 5 is not built yet). The
+     journal therefore grows without bound. `useFork=False` all the same.
+2. Durability (hardening 2). `DurableJournal` replaces `pysyncobj.syncobj.createJournal` (syncobj.py:41, called
+   once at syncobj.py:166) while the SyncObj is constructed, under a lock, then the original is put back.
+   `_HardenedTransport.send` (overriding transport.py:556, through which every Raft message goes: votes,
+   AppendEntries and their acks, forwarded commands) calls `journal.flush()` first; an on-tick callback
+   (`addOnTickCallback`, syncobj.py:736) flushes too, which covers a single-node cluster that sends nothing.
+   Handshake frames (`conn.send` inside the transport) carry no Raft state. Term and vote are persisted by
+   `DurableJournal.setCurrentTerm` before pysyncobj sends the vote.
+3. Apply. One `@replicated` method, `_apply_entry(data: bytes)`. Its Raft index is `raftLastApplied + 1`:
+   pysyncobj increments `raftLastApplied` only after the method returns (syncobj.py:711-725). Its term is read
+   from the journal entry at that index (entries are `(command, index, term)`) and checked against the index.
+   A FatalApplyError (or a failing journal) stops the node: the error is re-raised out of `doTick`, so
+   `raftLastApplied` never moves past the unapplied entry and nothing more is sent; the tick thread ends,
+   the transport is destroyed, pending submits fail with the error, `on_fatal` is called (default: logs
+   CRITICAL). The process owner should exit; a restart replays the entry from the journal.
+4. Ticking: `autoTick=False` and our own daemon thread calling `doTick`. pysyncobj's autoTick thread quits
+   when the thread that constructed the SyncObj exits (syncobj.py:587-588), retries a failing tick forever
+   (592-597), and binds in the background; with manual ticking the constructor binds synchronously and fails
+   (`maxBindRetries`) when the port is taken, and fatal errors stop the loop.
+5. Async bridge. `await submit(command, timeout)` proposes on this node only when it believes it leads;
+   otherwise it raises NotLeader at once (no forwarding: the HTTP layer redirects or forwards to the leader).
+   pysyncobj's callback runs on the tick thread and hands the outcome to the caller's loop with
+   `call_soon_threadsafe`. `sync=True` is never used; `commandsWaitLeader=False` makes a leaderless proposal fail
+   fast. A proposal that races a leadership change may still be forwarded by pysyncobj (syncobj.py:554-566);
+   its outcome is reported the same way, and the command's idempotency id makes any retry safe.
+"""
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import struct
+import threading
+from collections.abc import Callable, Iterable, Mapping
+
+from pysyncobj import syncobj as _pso_syncobj
+from pysyncobj.config import FAIL_REASON, SyncObjConf
+from pysyncobj.syncobj import SyncObj, replicated
+from pysyncobj.tcp_connection import TcpConnection
+from pysyncobj.transport import TCPTransport
+
+from . import limits
+from .command import Command, encode
+from .errors import CommandRejected, FatalApplyError, NotLeader, ProposalTimeout, QueueFull, RaftError
+from .journal import DurableJournal, JournalError
+from .keyfile import key_bytes
+from .state_machine import ApplyResult, StateMachine
+
+logger = logging.getLogger(__name__)
+
+# Largest frame accepted from a peer: one command plus pysyncobj's framing, zlib (which may grow incompressible
+# data slightly), and Fernet's base64 (4/3), with room for the AppendEntries batch around it.
+frame_bytes_max = 32 * 1024 * 1024
+assert frame_bytes_max >= (limits.command_bytes_max + limits.command_framing_bytes + (1 << 20)) * 4 // 3
+# Unparsed bytes buffered on one connection before it is dropped (several frames may arrive in one read burst).
+read_buffer_bytes_max = 2 * frame_bytes_max
+_wildcard_hosts = ("", "0.0.0.0", "::", "[::]", "*")
+_create_journal_lock = threading.Lock()
+
+
+@dataclasses.dataclass(frozen=True)
+class RaftTiming:
+    """Timers in seconds. Defaults follow reference/pysyncobj.md §10.3; tests pass faster ones."""
+
+    tick_seconds: float = 0.01
+    append_entries_seconds: float = 0.02
+    election_min_seconds: float = 1.0
+    election_max_seconds: float = 2.0
+    # Large: pysyncobj drops a link on send after this much read silence (reference §6.6, bug 1).
+    connection_timeout_seconds: float = 10.0
+    connection_retry_seconds: float = 0.5
+    # Fail-fast step-down of a cut-off leader; a hint, never a read lease.
+    leader_fallback_seconds: float = 1.0
+    bind_retry_seconds: float = 0.2
+    bind_attempts_max: int = 10
+
+
+class _BoundedConnection(TcpConnection):
+    """A TcpConnection whose read buffer is bounded (pysyncobj #174). Installed by `_HardenedTransport`."""
+
+    def _TcpConnection__processRead(self):  # overrides the name-mangled TcpConnection.__processRead
+        more = TcpConnection._TcpConnection__processRead(self)
+        buffered = self._TcpConnection__readBuffer
+        if len(buffered) >= 4:
+            (declared,) = struct.unpack("i", buffered[:4])
+            if declared < 0 or declared > frame_bytes_max or len(buffered) > read_buffer_bytes_max:
+                logger.warning(
+                    "raft: dropping a connection that sent a frame of %d bytes (bound %d)", declared, frame_bytes_max
+                )
+                self.disconnect()
+                return False
+        return more
+
+
+class _HardenedTransport(TCPTransport):
+    """TCPTransport that flushes the journal before every send, bounds frames and refuses utility/readonly."""
+
+    def send(self, node, message):
+        self._syncObj._flush_journal()
+        return super().send(node, message)
+
+    def _onNewIncomingConnection(self, conn):
+        _bound(conn)
+        super()._onNewIncomingConnection(conn)
+
+    def _connectIfNecessarySingle(self, node):
+        result = super()._connectIfNecessarySingle(node)
+        conn = self._connections.get(node)
+        if conn is not None:
+            _bound(conn)
+        return result
+
+    def _onIncomingMessageReceived(self, conn, message):
+        # With a password the first message is the peer's random key; after it only a voter's address may come.
+        if conn.sendRandKey and (isinstance(message, list) or message == "readonly"):
+            logger.warning("raft: refused a utility or readonly connection")
+            conn.disconnect()
+            self._unknownConnections.discard(conn)
+            return
+        super()._onIncomingMessageReceived(conn, message)
+
+
+def _bound(conn) -> None:
+    if type(conn) is TcpConnection:
+        conn.__class__ = _BoundedConnection
+
+
+class _Replica(SyncObj):
+    """The SyncObj with the one replicated entry point. All calls come from RaftNode's tick thread."""
+
+    def __init__(self, node: "RaftNode", self_addr, partner_addrs, conf):
+        self._node = node
+        super().__init__(self_addr, partner_addrs, conf, transportClass=_HardenedTransport)
+
+    def _flush_journal(self) -> None:
+        self._node._flush_journal()
+
+    @replicated
+    def _apply_entry(self, data):
+        return self._node._apply_entry(self.raftLastApplied + 1, data)
+
+
+class RaftNode:
+    """One voting member. Construct it on any thread; it ticks on its own daemon thread until `close()`.
+
+    `store` is the Backend the state machine applies into; the caller opens and closes it. `api_addrs` maps
+    raft addresses to API addresses, for NotLeader. `on_fatal(error)` is called once, on the tick thread,
+    when the node stops because the store or the journal failed.
+    """
+
+    def __init__(
+        self,
+        self_addr: str,
+        partner_addrs: Iterable[str],
+        cluster_key: bytes,
+        store,
+        journal_path: str,
+        *,
+        api_addrs: Mapping[str, str] | None = None,
+        timing: RaftTiming = RaftTiming(),
+        on_fatal: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        if not isinstance(cluster_key, bytes) or len(cluster_key) != key_bytes:
+            raise ValueError(f"raft refuses to start without a {key_bytes * 8}-bit cluster key")
+        host, _, port = self_addr.rpartition(":")
+        if host in _wildcard_hosts or not port.isdigit():
+            raise ValueError(f"raft must bind its own address host:port, not {self_addr!r}")
+        partners = [addr for addr in partner_addrs if addr != self_addr]
+        self._self_addr = self_addr
+        self._api_addrs = dict(api_addrs or {})
+        self._on_fatal = on_fatal
+        self._store = store
+        self._state_machine = StateMachine(store)
+        self._journal: DurableJournal | None = None
+        self._journal_path = journal_path
+        self._fatal: BaseException | None = None
+        self._pending: set[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = set()
+        self._pending_lock = threading.Lock()
+        self._stop = threading.Event()
+        conf = SyncObjConf(
+            password=cluster_key,
+            bindAddress=self_addr,
+            journalFile=journal_path,
+            autoTick=False,
+            autoTickPeriod=timing.tick_seconds,
+            appendEntriesPeriod=timing.append_entries_seconds,
+            raftMinTimeout=timing.election_min_seconds,
+            raftMaxTimeout=timing.election_max_seconds,
+            connectionTimeout=timing.connection_timeout_seconds,
+            connectionRetryTime=timing.connection_retry_seconds,
+            leaderFallbackTimeout=timing.leader_fallback_seconds,
+            bindRetryTime=timing.bind_retry_seconds,
+            maxBindRetries=timing.bind_attempts_max,
+            commandsWaitLeader=False,
+            dynamicMembershipChange=False,
+            useFork=False,
+            logCompactionMinEntries=2**62,
+            logCompactionMinTime=float("inf"),
+            appendEntriesBatchSizeBytes=1 << 20,
+        )
+        self._tick_seconds = timing.tick_seconds
+        self._replica = self._construct(partners, conf)
+        self._replica.addOnTickCallback(self._flush_journal)
+        self._thread = threading.Thread(target=self._tick_loop, name=f"raft-tick {self_addr}", daemon=True)
+        self._thread.start()
+
+    def _construct(self, partners: list[str], conf: SyncObjConf) -> _Replica:
+        def create_journal(_journal_file):
+            self._journal = DurableJournal(self._journal_path)
+            return self._journal
+
+        with _create_journal_lock:
+            original = _pso_syncobj.createJournal
+            _pso_syncobj.createJournal = create_journal
+            try:
+                replica = _Replica(self, self._self_addr, partners, conf)
+            except BaseException:
+                if self._journal is not None:
+                    self._journal.close()
+                raise
+            finally:
+                _pso_syncobj.createJournal = original
+        if not isinstance(self._journal, DurableJournal):
+            raise RuntimeError("pysyncobj did not build its journal through createJournal: hardening 2 is off")
+        return replica
+
+    # --- tick thread ------------------------------------------------------------------------------------------
+
+    def _tick_loop(self) -> None:
+        replica = self._replica
+        while not self._stop.is_set():
+            try:
+                replica.doTick(self._tick_seconds)
+            except (FatalApplyError, JournalError) as error:
+                self._die(error)
+                break
+            except Exception:  # pysyncobj's own loop logs and retries a failing tick; so do we
+                logger.exception("raft: tick failed on %s", self._self_addr)
+                self._stop.wait(self._tick_seconds)
+        try:
+            replica._doDestroy()  # transport down, journal flushed and closed
+        except Exception:
+            logger.exception("raft: shutdown of %s failed", self._self_addr)
+
+    def _flush_journal(self) -> None:
+        if self._fatal is None and self._journal is not None:
+            self._journal.flush()  # a JournalFailed propagates out of doTick and stops the node
+
+    def _apply_entry(self, index: int, data) -> ApplyResult:
+        journal = self._journal
+        first = journal[0][1]
+        _, entry_index, term = journal[index - first]
+        if entry_index != index:  # pysyncobj's bookkeeping changed under us: applying blind would diverge
+            raise FatalApplyError(index, f"the journal holds index {entry_index} where {index} was expected")
+        return self._state_machine.apply(index, term, data)
+
+    def _die(self, error: BaseException) -> None:
+        self._fatal = error
+        self._stop.set()
+        logger.critical("raft: node %s stops: %s", self._self_addr, error)
+        self._fail_pending(error)
+        if self._on_fatal is not None:
+            try:
+                self._on_fatal(error)
+            except Exception:
+                logger.exception("raft: on_fatal failed")
+
+    def _fail_pending(self, error: BaseException) -> None:
+        with self._pending_lock:
+            pending, self._pending = self._pending, set()
+        for loop, future in pending:
+            _post(loop, future, None, error)
+
+    # --- public API ---------------------------------------------------------------------------------------
+
+    async def submit(self, command: Command, timeout: float) -> ApplyResult:
+        """Propose `command` here, the leader, and return its ApplyResult once committed and applied here.
+
+        Raises CommandRejected (unchanged retry is pointless), NotLeader, QueueFull (retryable),
+        ProposalTimeout (outcome unknown: retry with the same idempotency id), or the fatal error of a
+        stopped node.
+        """
+        if self._fatal is not None:
+            raise self._fatal
+        if self._stop.is_set():
+            raise RaftError("the raft node is closed")
+        data = encode(command)
+        if not self.is_leader():
+            raise NotLeader(self._api_addrs.get(self.leader_addr()))
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        token = (loop, future)
+        with self._pending_lock:
+            self._pending.add(token)
+
+        def on_result(result, error):  # tick thread (or this thread on QUEUE_FULL); must never raise
+            with self._pending_lock:
+                self._pending.discard(token)
+            try:
+                outcome = None if error == FAIL_REASON.SUCCESS else self._error_for(error)
+                _post(loop, future, result, outcome)
+            except Exception:
+                logger.exception("raft: could not deliver a proposal result")
+
+        self._replica._apply_entry(data, callback=on_result)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            raise ProposalTimeout(f"no result within {timeout} s; the outcome is unknown") from None
+        finally:
+            with self._pending_lock:
+                self._pending.discard(token)
+
+    def _error_for(self, code: int) -> RaftError:
+        if code == FAIL_REASON.QUEUE_FULL:
+            return QueueFull("the raft proposal queue is full")
+        if code in (
+            FAIL_REASON.MISSING_LEADER,
+            FAIL_REASON.NOT_LEADER,
+            FAIL_REASON.LEADER_CHANGED,
+            FAIL_REASON.DISCARDED,
+        ):
+            return NotLeader(self._api_addrs.get(self.leader_addr()))
+        if code == FAIL_REASON.REQUEST_DENIED:
+            return CommandRejected("raft refused the request")
+        return ProposalTimeout(f"raft reported outcome code {code}; the outcome is unknown")
+
+    def is_leader(self) -> bool:
+        """This node's own belief; pysyncobj can briefly have two leaders. A routing hint, not a read lease."""
+        return self._fatal is None and not self._stop.is_set() and self._replica._isLeader()
+
+    def leader_addr(self) -> str | None:
+        """The raft address of the last known leader, or None."""
+        leader = self._replica._getLeader()
+        return None if leader is None else leader.id
+
+    @property
+    def applied_index(self) -> int:
+        """Every entry up to this raft index is reflected in the store."""
+        return max(self._store.applied_index, self._replica.raftLastApplied)
+
+    @property
+    def commit_index(self) -> int:
+        return self._replica.raftCommitIndex
+
+    @property
+    def fatal_error(self) -> BaseException | None:
+        return self._fatal
+
+    @property
+    def state_machine(self) -> StateMachine:
+        return self._state_machine
+
+    def close(self) -> None:
+        """Stop ticking, close the transport, flush and close the journal. Pending submits get ProposalTimeout.
+
+        Idempotent. Does not close the store, which the caller owns.
+        """
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()
+        self._fail_pending(ProposalTimeout("the raft node closed; the outcome is unknown"))
+
+
+def _post(loop: asyncio.AbstractEventLoop, future: asyncio.Future, result, error) -> None:
+    def resolve() -> None:
+        if future.done():
+            return
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+        loop.call_soon_threadsafe(resolve)
