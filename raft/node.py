@@ -17,9 +17,7 @@ fails if an upgrade breaks any of these hardenings.
      exceeds `2 * frame_bytes_max`. Private names: a test sends an oversized prefix and expects a disconnect.
    * Utility commands (`status`, `transfer`, ...) and `readonly` peers are refused on incoming connections
      (`_onIncomingMessageReceived`, transport.py:331-373); only configured voters may connect.
-   * Snapshots: log compaction is disabled (`logCompactionMinEntries`/`MinTime` out of reach): the stock
-     snapshot pickles this object's `__dict__`, which is not our store (hardening 5 is not built yet). The
-     journal therefore grows without bound. `useFork=False` all the same.
+   * Snapshots: see hardening 5 below; `useFork=False` (a custom serializer is never forked anyway).
 2. Durability (hardening 2). `DurableJournal` replaces `pysyncobj.syncobj.createJournal` (syncobj.py:41, called
    once at syncobj.py:166) while the SyncObj is constructed, under a lock, then the original is put back.
    `_HardenedTransport.send` (overriding transport.py:556, through which every Raft message goes: votes,
@@ -38,7 +36,26 @@ fails if an upgrade breaks any of these hardenings.
    when the thread that constructed the SyncObj exits (syncobj.py:587-588), retries a failing tick forever
    (592-597), and binds in the background; with manual ticking the constructor binds synchronously and fails
    (`maxBindRetries`) when the port is taken, and fatal errors stop the loop.
-5. Async bridge. `await submit(command, timeout)` proposes on this node only when it believes it leads;
+5. Snapshots (hardening 5): log compaction is on, and a snapshot is our store's export stream, never a pickle.
+   `fullDumpFile` is `snapshot_path` and the `serializer`/`deserializer` hooks are `_write_snapshot` and
+   `_load_snapshot` (raft/snapshot.py has the file format and what pysyncobj passes). With a custom serializer
+   pysyncobj neither forks nor pickles `SyncObj.__dict__` (syncobj.py:1460-1470 passes data[0]=None, and
+   serializer.py:88 hands only `(last, prev, cluster)` to the hook). Compaction triggers when the journal holds
+   more than `compaction_min_entries` entries or `compaction_min_seconds` have passed with new applies
+   (syncobj.py:1436). `_write_snapshot` runs on the tick thread between applies, so the export (which takes its
+   own consistent view as well) is exactly the applied state; it blocks ticking while it runs, which is fine
+   for a store of tens of MB (reference §4.4, "simpler alternative") and not for a large one: the manifest of
+   hard-linked segments fetched in the background (DESIGN.md) is not built. Files beside `snapshot_path`:
+   `.tmp` (pysyncobj's, renamed over it after the hook returns), `.1.tmp` (a snapshot arriving from the
+   leader), and `.good`, our hard link to the last verified snapshot, made durable (fsync of file and
+   directory) before the hook returns, i.e. before pysyncobj drops journal entries. At start, when
+   `snapshot_path` is missing or is not `.good` (a crash between pysyncobj's rename and our load),
+   `.good` is put back. `_load_snapshot` restores the store only when it is behind the snapshot (the store is
+   durable: at a restart it is usually ahead) and then reloads the state machine. A defective snapshot
+   (SnapshotError) leaves the store as it was; one received from the leader is replaced by `.good` again
+   (pysyncobj has already renamed it over ours; it logs the error, keeps its journal, and the leader sends
+   the snapshot again), while a defect in our own snapshot at start stops the node (its journal was compacted).
+6. Async bridge. `await submit(command, timeout)` proposes on this node only when it believes it leads;
    otherwise it raises NotLeader at once (no forwarding: the HTTP layer redirects or forwards to the leader).
    pysyncobj's callback runs on the tick thread and hands the outcome to the caller's loop with
    `call_soon_threadsafe`. `sync=True` is never used; `commandsWaitLeader=False` makes a leaderless proposal fail
@@ -50,17 +67,19 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import struct
 import threading
 from collections.abc import Callable, Iterable, Mapping
 
 from pysyncobj import syncobj as _pso_syncobj
 from pysyncobj.config import FAIL_REASON, SyncObjConf
+from pysyncobj.node import TCPNode
 from pysyncobj.syncobj import SyncObj, replicated
 from pysyncobj.tcp_connection import TcpConnection
 from pysyncobj.transport import TCPTransport
 
-from . import limits
+from . import limits, snapshot
 from .command import Command, encode
 from .errors import CommandRejected, FatalApplyError, NotLeader, ProposalTimeout, QueueFull, RaftError
 from .journal import DurableJournal, JournalError
@@ -77,6 +96,10 @@ assert frame_bytes_max >= (limits.command_bytes_max + limits.command_framing_byt
 read_buffer_bytes_max = 2 * frame_bytes_max
 _wildcard_hosts = ("", "0.0.0.0", "::", "[::]", "*")
 _create_journal_lock = threading.Lock()
+# Log compaction (a snapshot of the store, then the journal is cut): when the journal holds more entries than
+# this, or when this much time has passed with new applies. Tests pass small values.
+COMPACTION_MIN_ENTRIES = 5000
+COMPACTION_MIN_SECONDS = 300.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,6 +203,9 @@ class RaftNode:
         api_addrs: Mapping[str, str] | None = None,
         timing: RaftTiming = RaftTiming(),
         on_fatal: Callable[[BaseException], None] | None = None,
+        snapshot_path: str | None = None,
+        compaction_min_entries: int = COMPACTION_MIN_ENTRIES,
+        compaction_min_seconds: float = COMPACTION_MIN_SECONDS,
     ) -> None:
         if not isinstance(cluster_key, bytes) or len(cluster_key) != key_bytes:
             raise ValueError(f"raft refuses to start without a {key_bytes * 8}-bit cluster key")
@@ -198,6 +224,9 @@ class RaftNode:
         self._pending: set[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = set()
         self._pending_lock = threading.Lock()
         self._stop = threading.Event()
+        self._snapshot_path = snapshot_path if snapshot_path is not None else journal_path + ".snapshot"
+        self._snapshot_failure: BaseException | None = None
+        self._recover_snapshot_file()
         conf = SyncObjConf(
             password=cluster_key,
             bindAddress=self_addr,
@@ -215,8 +244,11 @@ class RaftNode:
             commandsWaitLeader=False,
             dynamicMembershipChange=False,
             useFork=False,
-            logCompactionMinEntries=2**62,
-            logCompactionMinTime=float("inf"),
+            logCompactionMinEntries=compaction_min_entries,
+            logCompactionMinTime=compaction_min_seconds,
+            fullDumpFile=self._snapshot_path,
+            serializer=self._write_snapshot,
+            deserializer=self._load_snapshot,
             appendEntriesBatchSizeBytes=1 << 20,
         )
         self._tick_seconds = timing.tick_seconds
@@ -258,6 +290,9 @@ class RaftNode:
             except Exception:  # pysyncobj's own loop logs and retries a failing tick; so do we
                 logger.exception("raft: tick failed on %s", self._self_addr)
                 self._stop.wait(self._tick_seconds)
+            if self._snapshot_failure is not None:  # our own snapshot is unusable and the journal was cut
+                self._die(self._snapshot_failure)
+                break
         try:
             replica._doDestroy()  # transport down, journal flushed and closed
         except Exception:
@@ -266,6 +301,68 @@ class RaftNode:
     def _flush_journal(self) -> None:
         if self._fatal is None and self._journal is not None:
             self._journal.flush()  # a JournalFailed propagates out of doTick and stops the node
+
+    # --- snapshots (tick thread; called by pysyncobj) -------------------------------------------------------
+
+    @property
+    def _good_snapshot_path(self) -> str:
+        return self._snapshot_path + ".good"
+
+    def _write_snapshot(self, path: str, data) -> None:
+        """pysyncobj's `serializer(fullDumpFile + ".tmp", (last, prev, cluster))`; it renames `path` afterwards."""
+        last, prev, cluster = data
+        position = snapshot.RaftPosition(tuple(last), tuple(prev), tuple(sorted(member.id for member in cluster)))
+        try:
+            count = snapshot.write(path, self._store, position)
+            self._link_good(path)
+        except Exception:  # pysyncobj swallows it (state FAILED) and retries at the next trigger
+            logger.exception("raft: snapshot at index %d failed on %s", position.last[1], self._self_addr)
+            raise
+        logger.info("raft: snapshot at index %d (%d keys) on %s", position.last[1], count, self._self_addr)
+
+    def _load_snapshot(self, path: str):
+        """pysyncobj's `deserializer(fullDumpFile)`: install our store's stream, return `(last, prev, cluster)`."""
+        received = not _same_file(path, self._good_snapshot_path)
+        try:
+            result = snapshot.load(path, self._store, self._state_machine)
+        except Exception as error:
+            logger.error("raft: snapshot %s refused on %s: %s", path, self._self_addr, error)
+            if received and os.path.exists(self._good_snapshot_path):
+                self._link(self._good_snapshot_path, path)  # keep serving our last good snapshot
+            elif not received:
+                self._snapshot_failure = error
+            raise  # pysyncobj logs it and leaves its journal and raftLastApplied alone
+        if received:
+            self._link_good(path)
+        position = result.position
+        logger.info(
+            "raft: snapshot at index %d loaded on %s (store at %d, %s)",
+            position.last[1], self._self_addr, result.store_index, "restored" if result.restored else "kept",
+        )
+        return position.last, position.prev, {TCPNode(member) for member in position.members}
+
+    def _link_good(self, path: str) -> None:
+        self._link(path, self._good_snapshot_path)
+
+    @staticmethod
+    def _link(source: str, target: str) -> None:
+        """Make `target` a durable hard link to `source`, atomically replacing it."""
+        temporary = target + ".link"
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)
+        os.link(source, temporary)
+        os.replace(temporary, target)
+        directory = os.open(os.path.dirname(os.path.abspath(target)), os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+    def _recover_snapshot_file(self) -> None:
+        good = self._good_snapshot_path
+        if os.path.exists(good) and not _same_file(self._snapshot_path, good):
+            logger.warning("raft: %s is not the last good snapshot; putting %s back", self._snapshot_path, good)
+            self._link(good, self._snapshot_path)
 
     def _apply_entry(self, index: int, data) -> ApplyResult:
         journal = self._journal
@@ -361,6 +458,15 @@ class RaftNode:
         return max(self._store.applied_index, self._replica.raftLastApplied)
 
     @property
+    def journal_length(self) -> int:
+        """Entries in the Raft journal (drops after a log compaction)."""
+        return len(self._journal)
+
+    @property
+    def snapshot_path(self) -> str:
+        return self._snapshot_path
+
+    @property
     def commit_index(self) -> int:
         return self._replica.raftCommitIndex
 
@@ -381,6 +487,13 @@ class RaftNode:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join()
         self._fail_pending(ProposalTimeout("the raft node closed; the outcome is unknown"))
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _post(loop: asyncio.AbstractEventLoop, future: asyncio.Future, result, error) -> None:
