@@ -61,6 +61,28 @@ fails if an upgrade breaks any of these hardenings.
    `call_soon_threadsafe`. `sync=True` is never used; `commandsWaitLeader=False` makes a leaderless proposal fail
    fast. A proposal that races a leadership change may still be forwarded by pysyncobj (syncobj.py:554-566);
    its outcome is reported the same way, and the command's idempotency id makes any retry safe.
+7. Membership (hardening 6; reference §7.1). `dynamicMembershipChange=True`. `await add_peer(addr, timeout)` /
+   `await remove_peer(addr, timeout)` on the leader (NotLeader elsewhere) propose pysyncobj's MEMBERSHIP entry
+   (`addNodeToCluster`/`removeNodeFromCluster`, syncobj.py:370-400) and return once it is committed and applied
+   here. pysyncobj's own one-at-a-time guard never fires (`__changeClusterIDx` is never assigned), so we
+   serialize: callers queue on an asyncio lock, and a change counts as in flight from its proposal until
+   pysyncobj's callback fires (or the node stops), NOT until the caller's timeout: a caller that got
+   ProposalTimeout leaves the change in flight, and the next caller waits for it (or times out too). The
+   change takes effect on the leader when appended, on a follower when received (syncobj.py:521-527,
+   1009-1013). Refusals are MembershipRejected (a CommandRejected): already a member, not a member, removing
+   this node (pysyncobj refuses to remove the leader: transfer leadership first), or the new leader's no-op not
+   yet applied (syncobj.py:1356-1358; retry shortly). `configuration()` reports the servers like Vault's
+   sys/storage/raft/configuration, from this node's view.
+   Join: a new node is constructed with the current members as `partner_addrs` (pysyncobj has no discovery,
+   #50/#185); until the leader's add_peer appends it, the members drop its connections, and it starts no
+   election while connected to no one (syncobj.py:626). A removed node is dropped by the members at once and
+   may never see its own removal: its owner must stop it. At a restart `partner_addrs` only seeds the peer set;
+   the snapshot's member list replaces it (syncobj.py:1507) and journal entries after it are replayed.
+   Snapshots: pysyncobj stores the last two applied entries with a snapshot and raft/snapshot.py refuses a
+   MEMBERSHIP entry there (it pickles TCPNode objects). `_Replica` therefore defers starting a compaction while
+   either of the last two applied entries is a membership entry (two later applies, e.g. any writes, clear it);
+   membership itself travels in the snapshot's member list. Compaction is only delayed, never skipped: an idle
+   cluster right after a change grows no journal.
 """
 
 import asyncio
@@ -70,6 +92,7 @@ import logging
 import os
 import struct
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 
 from pysyncobj import syncobj as _pso_syncobj
@@ -96,6 +119,7 @@ assert frame_bytes_max >= (limits.command_bytes_max + limits.command_framing_byt
 read_buffer_bytes_max = 2 * frame_bytes_max
 _wildcard_hosts = ("", "0.0.0.0", "::", "[::]", "*")
 _create_journal_lock = threading.Lock()
+_membership_command_type = b"\x02"  # pysyncobj's _COMMAND_TYPE.MEMBERSHIP
 # Log compaction (a snapshot of the store, then the journal is cut): when the journal holds more entries than
 # this, or when this much time has passed with new applies. Tests pass small values.
 COMPACTION_MIN_ENTRIES = 5000
@@ -183,6 +207,16 @@ class _Replica(SyncObj):
     def _apply_entry(self, data):
         return self._node._apply_entry(self.raftLastApplied + 1, data)
 
+    def _SyncObj__tryLogCompaction(self):  # overrides the name-mangled SyncObj.__tryLogCompaction (syncobj.py:1419)
+        # Only when no serialization is pending (pid 0): one that has finished must still be collected by pysyncobj.
+        if self._SyncObj__serializer._Serializer__pid == 0 and self._membership_at_compaction_point():
+            return  # hardening 6: the snapshot would store a MEMBERSHIP entry as last/prev; wait for two more applies
+        SyncObj._SyncObj__tryLogCompaction(self)
+
+    def _membership_at_compaction_point(self) -> bool:
+        entries = self._SyncObj__getEntries(self.raftLastApplied - 1, 2)
+        return any(entry[0][:1] == _membership_command_type for entry in entries)
+
 
 class RaftNode:
     """One voting member. Construct it on any thread; it ticks on its own daemon thread until `close()`.
@@ -226,6 +260,11 @@ class RaftNode:
         self._stop = threading.Event()
         self._snapshot_path = snapshot_path if snapshot_path is not None else journal_path + ".snapshot"
         self._snapshot_failure: BaseException | None = None
+        # Membership changes: one asyncio lock per event loop orders callers; `_membership_idle` is clear from a
+        # proposal until pysyncobj's callback for it (or the node stopping), whatever the caller's timeout.
+        self._membership_locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._membership_idle = threading.Event()
+        self._membership_idle.set()
         self._recover_snapshot_file()
         conf = SyncObjConf(
             password=cluster_key,
@@ -242,7 +281,7 @@ class RaftNode:
             bindRetryTime=timing.bind_retry_seconds,
             maxBindRetries=timing.bind_attempts_max,
             commandsWaitLeader=False,
-            dynamicMembershipChange=False,
+            dynamicMembershipChange=True,
             useFork=False,
             logCompactionMinEntries=compaction_min_entries,
             logCompactionMinTime=compaction_min_seconds,
@@ -384,6 +423,7 @@ class RaftNode:
                 logger.exception("raft: on_fatal failed")
 
     def _fail_pending(self, error: BaseException) -> None:
+        self._membership_idle.set()  # the node is stopped: nothing is in flight any more
         with self._pending_lock:
             pending, self._pending = self._pending, set()
         for loop, future in pending:
@@ -443,6 +483,118 @@ class RaftNode:
             return CommandRejected("raft refused the request")
         return ProposalTimeout(f"raft reported outcome code {code}; the outcome is unknown")
 
+    async def add_peer(self, raft_addr: str, timeout: float) -> None:
+        """Add the voter `raft_addr` (started with the current members as partners); return once committed.
+
+        Raises NotLeader, MembershipRejected (already a member, or the leader's no-op is not applied yet),
+        QueueFull, ProposalTimeout (the outcome is unknown; the change stays in flight until it resolves), or the
+        fatal error of a stopped node. `timeout` bounds the whole call, waiting for an earlier change included.
+        """
+        await self._change_membership("add", raft_addr, timeout)
+
+    async def remove_peer(self, raft_addr: str, timeout: float) -> None:
+        """Remove the voter `raft_addr` (not this node); return once committed. Errors as for add_peer."""
+        await self._change_membership("remove", raft_addr, timeout)
+
+    async def _change_membership(self, kind: str, raft_addr: str, timeout: float) -> None:
+        host, _, port = raft_addr.rpartition(":")
+        if host in _wildcard_hosts or not port.isdigit():
+            raise ValueError(f"a raft peer address must be host:port, not {raft_addr!r}")
+        self._check_running()
+        if not self.is_leader():
+            raise NotLeader(self._api_addrs.get(self.leader_addr()))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        lock = self._membership_locks.get(loop)
+        if lock is None:
+            lock = self._membership_locks[loop] = asyncio.Lock()
+        try:
+            await asyncio.wait_for(lock.acquire(), timeout)
+        except TimeoutError:
+            raise ProposalTimeout(f"another membership change held the lock for {timeout} s") from None
+        try:
+            while not self._membership_idle.is_set():  # an earlier change whose caller timed out
+                self._check_running()
+                if loop.time() >= deadline:
+                    raise ProposalTimeout("an earlier membership change is still in flight")
+                await asyncio.sleep(self._tick_seconds)
+            self._check_running()
+            if not self.is_leader():
+                raise NotLeader(self._api_addrs.get(self.leader_addr()))
+            members = {member["address"] for member in self.configuration()}
+            if kind == "add" and raft_addr in members:
+                raise MembershipRejected(f"{raft_addr} is already a member")
+            if kind == "remove" and raft_addr == self._self_addr:
+                raise MembershipRejected("a node cannot remove itself; transfer leadership first")
+            if kind == "remove" and raft_addr not in members:
+                raise MembershipRejected(f"{raft_addr} is not a member")
+            future = loop.create_future()
+            token = (loop, future)
+            with self._pending_lock:
+                self._pending.add(token)
+
+            def on_result(result, error):  # tick thread (or this thread on QUEUE_FULL); must never raise
+                self._membership_idle.set()
+                with self._pending_lock:
+                    self._pending.discard(token)
+                try:
+                    if error == FAIL_REASON.SUCCESS:
+                        outcome = None
+                    elif error == FAIL_REASON.REQUEST_DENIED:
+                        outcome = MembershipRejected(
+                            f"raft refused to {kind} {raft_addr} (a member already/not, or the leader's no-op "
+                            "is not applied yet)"
+                        )
+                    else:
+                        outcome = self._error_for(error)
+                    _post(loop, future, result, outcome)
+                except Exception:
+                    logger.exception("raft: could not deliver a membership change result")
+
+            self._membership_idle.clear()
+            logger.info("raft: proposing to %s peer %s on %s", kind, raft_addr, self._self_addr)
+            try:
+                if kind == "add":
+                    self._replica.addNodeToCluster(raft_addr, callback=on_result)
+                else:
+                    self._replica.removeNodeFromCluster(raft_addr, callback=on_result)
+            except BaseException:
+                self._membership_idle.set()
+                with self._pending_lock:
+                    self._pending.discard(token)
+                raise
+            try:
+                await asyncio.wait_for(asyncio.shield(future), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                raise ProposalTimeout(
+                    f"the change to {kind} {raft_addr} is not committed within {timeout} s; the outcome is unknown"
+                ) from None
+            finally:
+                with self._pending_lock:
+                    self._pending.discard(token)
+            logger.info("raft: peer %s %s on %s", raft_addr, "added" if kind == "add" else "removed", self._self_addr)
+        finally:
+            lock.release()
+
+    def _check_running(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal
+        if self._stop.is_set():
+            raise RaftError("the raft node is closed")
+
+    def configuration(self) -> list[dict]:
+        """The servers as this node sees them, like Vault's sys/storage/raft/configuration `servers`.
+
+        Each is `{node_id, address, leader, voter, protocol_version}`; the node id is the raft address (pysyncobj's
+        identity). `leader` marks the last known leader, so a follower's view may be stale.
+        """
+        leader = self.leader_addr()
+        addrs = sorted({self._self_addr} | {member.id for member in self._replica.otherNodes})
+        return [
+            {"node_id": addr, "address": addr, "leader": addr == leader, "voter": True, "protocol_version": "3"}
+            for addr in addrs
+        ]
+
     def is_leader(self) -> bool:
         """This node's own belief; pysyncobj can briefly have two leaders. A routing hint, not a read lease."""
         return self._fatal is None and not self._stop.is_set() and self._replica._isLeader()
@@ -487,6 +639,10 @@ class RaftNode:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join()
         self._fail_pending(ProposalTimeout("the raft node closed; the outcome is unknown"))
+
+
+class MembershipRejected(CommandRejected):
+    """A membership change refused as proposed (see RaftNode.add_peer); nothing changed."""
 
 
 def _same_file(a: str, b: str) -> bool:
