@@ -37,7 +37,7 @@ import random
 from collections.abc import Callable, Sequence
 
 from storage import InvalidBatch
-from storage.batch import validate_ops
+from storage.batch import group_size, validate_ops
 
 from . import limits
 from .command import Command, Op, new_idempotency_id
@@ -181,14 +181,7 @@ class ReplicatedPhysical:
 
     def _take_group(self) -> list[tuple[list[Op], asyncio.Future]]:
         """The oldest pending transactions, up to the command's op count and the byte budget (at least one)."""
-        count = size = taken = 0
-        for transaction, _ in self._pending:
-            transaction_size = sum(len(key) + len(value or b"") for _, key, value in transaction)
-            if taken and (
-                count + len(transaction) > limits.command_ops_max or size + transaction_size > group_bytes_max
-            ):
-                break
-            count, size, taken = count + len(transaction), size + transaction_size, taken + 1
+        taken = group_size([transaction for transaction, _ in self._pending], limits.command_ops_max, group_bytes_max)
         group, self._pending = self._pending[:taken], self._pending[taken:]
         return group
 

@@ -1,6 +1,6 @@
 """Validation of an apply batch, shared by every backend so that they refuse the same input."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from . import limits
 from .errors import InvalidBatch, KeyTooLarge, ValueTooLarge
@@ -43,3 +43,15 @@ def _validate_op(position: int, op: object, key: object, value: object) -> Op:
     if len(value) > limits.value_bytes_max:
         raise ValueTooLarge(f"op {position}: value of {len(value)} bytes, over {limits.value_bytes_max}")
     return ("put", key, value)
+
+
+def group_size(transactions: Sequence[Sequence[Op]], ops_max: int, bytes_max: int) -> int:
+    """How many of the oldest `transactions` fit in one merged batch (group commit): at most `ops_max` ops
+    and `bytes_max` bytes of keys and values, and always at least one."""
+    count = size = taken = 0
+    for transaction in transactions:
+        transaction_size = sum(len(key) + len(value or b"") for _, key, value in transaction)
+        if taken and (count + len(transaction) > ops_max or size + transaction_size > bytes_max):
+            break
+        count, size, taken = count + len(transaction), size + transaction_size, taken + 1
+    return taken

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from storage import Backend, InvalidBatch, StorageError
-from storage.batch import validate_ops
+from storage.batch import group_size, validate_ops
 from storage.limits import batch_ops_max
 
 from ..sdk.errors import InternalError, InvalidRequest, TooManyRequests
@@ -105,12 +105,7 @@ class LocalPhysical:
 
     def _take_group(self) -> list[tuple[list[Op], asyncio.Future]]:
         """The oldest pending transactions, up to the store's op count and a byte budget (at least one)."""
-        count = size = taken = 0
-        for transaction, _ in self._pending:
-            transaction_size = sum(len(key) + len(value or b"") for _, key, value in transaction)
-            if taken and (count + len(transaction) > batch_ops_max or size + transaction_size > group_bytes_max):
-                break
-            count, size, taken = count + len(transaction), size + transaction_size, taken + 1
+        taken = group_size([transaction for transaction, _ in self._pending], batch_ops_max, group_bytes_max)
         group, self._pending = self._pending[:taken], self._pending[taken:]
         return group
 
