@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 from storage import InvalidBatch
 from storage.batch import group_size, validate_ops
 
-from . import limits
+from . import limits, restore
 from .command import Command, Op, new_idempotency_id
 from .errors import CommandRejected, NotLeader, ProposalTimeout, QueueFull, RaftError
 from .state_machine import REJECTED, ApplyResult
@@ -90,6 +90,9 @@ class ReplicatedPhysical:
         self._committer: asyncio.Task | None = None
         self._next_barrier: asyncio.Future | None = None  # joined by callers until its noop is proposed
         self._barrier_task: asyncio.Task | None = None
+        # Ids of the commands this object has in flight: the apply observer tells its own writes (whose caches the
+        # proposer keeps itself) from other nodes'. Added before proposing, removed once the outcome is known.
+        self.own_ids: set[bytes] = set()
         self.proposals = 0  # write commands proposed (retries not counted), for tests and metrics
         self.barriers = 0  # noops proposed
 
@@ -167,7 +170,7 @@ class ReplicatedPhysical:
                 ops = [op for transaction, _ in group for op in transaction]
                 command = Command("write", ops, new_idempotency_id(self._rng), float(self._clock()))
                 self.proposals += 1
-                index = await self._propose(command)
+                index = await self.propose(command)
             except BaseException as error:  # every waiter learns the outcome, whatever it was
                 for _, future in group:
                     if not future.done():
@@ -185,8 +188,19 @@ class ReplicatedPhysical:
         group, self._pending = self._pending[:taken], self._pending[taken:]
         return group
 
+    async def propose(self, command: Command) -> int:
+        """Submit, with one retry of the SAME command on an unknown outcome (module doc); the entry's raft index."""
+        self.own_ids.add(command.idempotency_id)
+        try:
+            return await self._propose(command)
+        finally:
+            self.own_ids.discard(command.idempotency_id)
+
+    async def restore(self, fileobj) -> int:
+        """Replace every node's state by the store export stream in `fileobj`, through the log (raft/restore.py)."""
+        return await restore.propose_restore(self.propose, fileobj, self._rng, self._clock)
+
     async def _propose(self, command: Command) -> int:
-        """Submit, with one retry of the SAME command on an unknown outcome; see the module doc."""
         failure: RaftError | None = None
         for attempt in (1, 2):
             try:

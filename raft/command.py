@@ -21,11 +21,15 @@ from . import limits
 from .errors import CommandRejected
 
 command_version = 1
-KINDS = ("write", "noop", "config")
+KINDS = ("write", "noop", "config", "stage", "restore")
 # Keys under this prefix belong to the replication layer; a "write" may not touch them.
 reserved_prefix = "_raft/"
 # A "config" command writes only here: cluster configuration records kept by the raft wrapper.
 config_prefix = "_raft/config/"
+# A "stage" command writes only here: the chunks of a snapshot being restored (raft/restore.py). A "restore"
+# command carries one op, ("put", "<staging_prefix><restore id>/", sha256 of the chunks joined), and replaces
+# the store's state by that snapshot on every node, at its raft index.
+staging_prefix = "_raft/staging/"
 
 Op = tuple[str, str, bytes | None]
 
@@ -64,6 +68,8 @@ def _checked_ops(kind: object, ops: object) -> tuple[Op, ...]:
         raise CommandRejected(f"a command holds at most {limits.command_ops_max} ops, not {len(ops)}")
     if kind == "noop" and ops:
         raise CommandRejected("a noop carries no ops")
+    if kind == "restore" and len(ops) != 1:
+        raise CommandRejected("a restore carries exactly one op")
     return tuple(_checked_op(kind, position, item) for position, item in enumerate(ops))
 
 
@@ -77,6 +83,10 @@ def _checked_op(kind: str, position: int, item: object) -> Op:
         raise CommandRejected(f"op {position}: keys under {reserved_prefix!r} are reserved")
     if kind == "config" and not key.startswith(config_prefix):
         raise CommandRejected(f"op {position}: a config command writes only under {config_prefix!r}")
+    if kind in ("stage", "restore") and not key.startswith(staging_prefix):
+        raise CommandRejected(f"op {position}: a {kind} command names keys under {staging_prefix!r} only")
+    if kind == "restore" and (op != "put" or not key.endswith("/")):
+        raise CommandRejected("a restore names its staging folder: ['put', folder/, sha256]")
     if op == "put" and isinstance(value, bytes):
         return ("put", key, value)
     if op == "delete" and value is None:

@@ -90,12 +90,16 @@ import contextlib
 import dataclasses
 import logging
 import os
+import queue
+import socket
 import struct
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 
 from pysyncobj import syncobj as _pso_syncobj
+from pysyncobj import tcp_connection as _pso_tcp_connection
 from pysyncobj.config import FAIL_REASON, SyncObjConf
 from pysyncobj.node import TCPNode
 from pysyncobj.syncobj import SyncObj, replicated
@@ -124,6 +128,7 @@ _membership_command_type = b"\x02"  # pysyncobj's _COMMAND_TYPE.MEMBERSHIP
 # this, or when this much time has passed with new applies. Tests pass small values.
 COMPACTION_MIN_ENTRIES = 5000
 COMPACTION_MIN_SECONDS = 300.0
+step_down_resend_seconds = 1.0  # a TimeoutNow the target did not act on (a lost message) is sent again after this
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +165,37 @@ class _BoundedConnection(TcpConnection):
         return more
 
 
+_connecting = threading.local()  # the host a tick thread's outgoing raft connections bind to
+
+
+class _SourceBindingSockets:
+    """What pysyncobj's tcp_connection module sees as `socket`: new sockets bind to the connecting node's host.
+
+    pysyncobj's `TcpConnection.connect` (tcp_connection.py:114-130) creates and connects its socket in one call,
+    leaving the source address to the kernel, which picks 127.0.0.1 for every loopback peer. A partition cut by
+    source and destination address (reference/jepsen.md §4) would then not cut raft at all. Outgoing connections
+    are made on the tick thread inside `_HardenedTransport._connectIfNecessarySingle`, which names the host here.
+    """
+
+    def __getattr__(self, name):
+        return getattr(socket, name)
+
+    @staticmethod
+    def socket(*args, **kwargs):
+        sock = socket.socket(*args, **kwargs)
+        host = getattr(_connecting, "host", None)
+        if host is not None:
+            try:
+                sock.bind((host, 0))
+            except OSError:
+                sock.close()
+                raise
+        return sock
+
+
+_pso_tcp_connection.socket = _SourceBindingSockets()
+
+
 class _HardenedTransport(TCPTransport):
     """TCPTransport that flushes the journal before every send, bounds frames and refuses utility/readonly."""
 
@@ -172,7 +208,11 @@ class _HardenedTransport(TCPTransport):
         super()._onNewIncomingConnection(conn)
 
     def _connectIfNecessarySingle(self, node):
-        result = super()._connectIfNecessarySingle(node)
+        _connecting.host = self._syncObj._node.bind_host
+        try:
+            result = super()._connectIfNecessarySingle(node)
+        finally:
+            _connecting.host = None
         conn = self._connections.get(node)
         if conn is not None:
             _bound(conn)
@@ -248,7 +288,10 @@ class RaftNode:
             raise ValueError(f"raft must bind its own address host:port, not {self_addr!r}")
         partners = [addr for addr in partner_addrs if addr != self_addr]
         self._self_addr = self_addr
-        self._api_addrs = dict(api_addrs or {})
+        self.bind_host = host  # outgoing raft connections leave from this address, so partitions can cut them
+        # raft address -> API address, for NotLeader; the owner may add entries (a node that joined) at any time
+        self.api_addrs: dict[str, str] = dict(api_addrs or {})
+        self._tick_tasks: queue.SimpleQueue = queue.SimpleQueue()  # callables run on the tick thread
         self._on_fatal = on_fatal
         self._store = store
         self._state_machine = StateMachine(store)
@@ -329,6 +372,7 @@ class RaftNode:
             except Exception:  # pysyncobj's own loop logs and retries a failing tick; so do we
                 logger.exception("raft: tick failed on %s", self._self_addr)
                 self._stop.wait(self._tick_seconds)
+            self._run_tick_tasks()
             if self._snapshot_failure is not None:  # our own snapshot is unusable and the journal was cut
                 self._die(self._snapshot_failure)
                 break
@@ -336,6 +380,36 @@ class RaftNode:
             replica._doDestroy()  # transport down, journal flushed and closed
         except Exception:
             logger.exception("raft: shutdown of %s failed", self._self_addr)
+
+    def _run_tick_tasks(self) -> None:
+        while True:
+            try:
+                task = self._tick_tasks.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                task()
+            except Exception:
+                logger.exception("raft: a task on the tick thread failed")
+
+    async def _on_tick_thread(self, function, timeout: float):
+        """Run `function()` on the tick thread (pysyncobj is not thread-safe) and return its result."""
+        self._check_running()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+
+        def task() -> None:
+            try:
+                result, error = function(), None
+            except Exception as failure:
+                result, error = None, failure
+            _post(loop, future, result, error)
+
+        self._tick_tasks.put(task)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise ProposalTimeout(f"the raft tick thread did not answer within {timeout} s") from None
 
     def _flush_journal(self) -> None:
         if self._fatal is None and self._journal is not None:
@@ -444,7 +518,7 @@ class RaftNode:
             raise RaftError("the raft node is closed")
         data = encode(command)
         if not self.is_leader():
-            raise NotLeader(self._api_addrs.get(self.leader_addr()))
+            raise NotLeader(self.api_addrs.get(self.leader_addr()))
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         token = (loop, future)
@@ -478,7 +552,7 @@ class RaftNode:
             FAIL_REASON.LEADER_CHANGED,
             FAIL_REASON.DISCARDED,
         ):
-            return NotLeader(self._api_addrs.get(self.leader_addr()))
+            return NotLeader(self.api_addrs.get(self.leader_addr()))
         if code == FAIL_REASON.REQUEST_DENIED:
             return CommandRejected("raft refused the request")
         return ProposalTimeout(f"raft reported outcome code {code}; the outcome is unknown")
@@ -502,7 +576,7 @@ class RaftNode:
             raise ValueError(f"a raft peer address must be host:port, not {raft_addr!r}")
         self._check_running()
         if not self.is_leader():
-            raise NotLeader(self._api_addrs.get(self.leader_addr()))
+            raise NotLeader(self.api_addrs.get(self.leader_addr()))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         lock = self._membership_locks.get(loop)
@@ -520,7 +594,7 @@ class RaftNode:
                 await asyncio.sleep(self._tick_seconds)
             self._check_running()
             if not self.is_leader():
-                raise NotLeader(self._api_addrs.get(self.leader_addr()))
+                raise NotLeader(self.api_addrs.get(self.leader_addr()))
             members = {member["address"] for member in self.configuration()}
             if kind == "add" and raft_addr in members:
                 raise MembershipRejected(f"{raft_addr} is already a member")
@@ -594,6 +668,57 @@ class RaftNode:
             {"node_id": addr, "address": addr, "leader": addr == leader, "voter": True, "protocol_version": "3"}
             for addr in addrs
         ]
+
+    async def step_down(self, timeout: float) -> str | None:
+        """Hand leadership to the most caught-up connected follower (Raft's TimeoutNow; reference §7.2).
+
+        Returns the new leader's raft address once this node has stopped leading, or None if none is known yet.
+        pysyncobj refuses a target that is not fully caught up, so the transfer is retried each few ticks until
+        `timeout`. Raises NotLeader here not leading, ProposalTimeout if no follower took over in time.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        resend_at = loop.time()
+        while self.is_leader():
+            if loop.time() >= resend_at:  # refused (no follower caught up yet) or sent but not acted on
+                sent = await self._on_tick_thread(self._transfer_leadership, timeout) == FAIL_REASON.SUCCESS
+                resend_at = loop.time() + (step_down_resend_seconds if sent else self._tick_seconds * 10)
+            if loop.time() >= deadline:
+                raise ProposalTimeout(f"no follower took over leadership within {timeout} s")
+            await asyncio.sleep(self._tick_seconds)
+        return self.leader_addr()
+
+    def _transfer_leadership(self) -> int:
+        if not self._replica._isLeader():
+            raise NotLeader(self.api_addrs.get(self.leader_addr()))
+        outcome = []
+        self._replica.transferLeadership(None, callback=lambda _result, code: outcome.append(code))
+        return outcome[0] if outcome else FAIL_REASON.REQUEST_DENIED
+
+    async def status(self, timeout: float = 2.0) -> dict:
+        """Raft's view from this node: term, indexes, leader and, on the leader, each peer's match index,
+        connection and seconds since its last answer (autopilot/state)."""
+        return await self._on_tick_thread(self._read_status, timeout)
+
+    def _read_status(self) -> dict:
+        replica = self._replica
+        now = time.monotonic()  # pysyncobj's monotonicTime
+        match = replica._SyncObj__raftMatchIndex
+        answered = replica._SyncObj__lastResponseTime
+        connected = replica._SyncObj__connectedNodes
+        peers = {
+            node.id: {
+                "match_index": match.get(node, 0),
+                "connected": node in connected,
+                "last_contact_seconds": (now - answered[node]) if node in answered else None,
+            }
+            for node in replica.otherNodes
+        }
+        return {
+            "term": replica.raftCurrentTerm, "commit_index": replica.raftCommitIndex,
+            "applied_index": self.applied_index, "last_index": replica._SyncObj__getCurrentLogIndex(),
+            "leader": self.leader_addr(), "is_leader": replica._isLeader(), "peers": peers,
+        }
 
     def is_leader(self) -> bool:
         """This node's own belief; pysyncobj can briefly have two leaders. A routing hint, not a read lease."""

@@ -28,16 +28,20 @@ Noops (read barriers) are not recorded: they change nothing, so repeating one is
 
 import collections
 import dataclasses
+import logging
 import threading
+from collections.abc import Callable
 
 import msgpack
 
 from storage import Backend
-from storage.errors import IndexNotMonotonic, InvalidBatch, StorageError
+from storage.errors import IndexNotMonotonic, InvalidBatch, SnapshotError, StorageError
 
-from . import limits
+from . import limits, restore
 from .command import Command, Op, decode, reserved_prefix
 from .errors import CommandRejected, FatalApplyError
+
+logger = logging.getLogger(__name__)
 
 idempotency_prefix = reserved_prefix + "idempotency/"
 
@@ -70,6 +74,9 @@ class StateMachine:
         self._lock = threading.Lock()
         # invariant: holds exactly the ids under `idempotency_prefix` in the store, oldest raft index first
         self._recent: collections.OrderedDict[bytes, ApplyResult] = collections.OrderedDict()
+        # Called on the applying thread with (raft_index, command) after every applied write, config, stage or
+        # restore command: how the server above learns what changed under its caches. It must not raise.
+        self.observer: Callable[[int, Command], None] | None = None
         self.reload()
 
     def reload(self) -> None:
@@ -103,18 +110,50 @@ class StateMachine:
         if earlier is not None:
             self._write(raft_index, raft_term, [])
             return earlier
+        if command.kind == "restore":
+            return self._restore(raft_index, raft_term, command)
         result = ApplyResult(raft_index, APPLIED)
         try:
             self._write(raft_index, raft_term, [*command.ops, *self._record_ops(command.idempotency_id, result)])
         except InvalidBatch as error:
             return self._refuse(raft_index, raft_term, command, str(error))
         self._remember(command.idempotency_id, result)
+        self._notify(raft_index, command)
         return result
 
-    def _refuse(self, raft_index: int, raft_term: int, command: Command | None, reason: str) -> ApplyResult:
+    def _restore(self, raft_index: int, raft_term: int, command: Command) -> ApplyResult:
+        """Install the staged snapshot the command names (raft/restore.py); refuse it, deleting the chunks, if bad."""
+        (_, folder, digest), = command.ops
+        result = ApplyResult(raft_index, APPLIED)
+        record = self._record_ops(command.idempotency_id, result)
+        try:
+            merged = restore.merged_stream(self._store, folder, digest, raft_index, raft_term, record)
+        except SnapshotError as error:
+            chunks = [("delete", key, None) for key, _ in restore.staged_chunks(self._store, folder)]
+            return self._refuse(raft_index, raft_term, command, f"the snapshot cannot be restored: {error}", chunks)
+        try:
+            self._store.restore(merged)
+        except (StorageError, OSError) as error:  # our own merged stream: only the disk can fail it
+            raise FatalApplyError(raft_index, f"installing the restored snapshot failed: {error}") from error
+        self.reload()
+        logger.warning("raft: restored a snapshot at index %d", raft_index)
+        self._notify(raft_index, command)
+        return result
+
+    def _notify(self, raft_index: int, command: Command) -> None:
+        if self.observer is None:
+            return
+        try:
+            self.observer(raft_index, command)
+        except Exception:  # the apply has happened; a failing observer must not stop the log
+            logger.exception("raft: the apply observer failed at index %d", raft_index)
+
+    def _refuse(
+        self, raft_index: int, raft_term: int, command: Command | None, reason: str, extra_ops: list[Op] = ()
+    ) -> ApplyResult:
         """Advance the applied index without the command's ops; remember the refusal under its id, if it has one."""
         result = ApplyResult(raft_index, REJECTED, reason[: limits.rejection_reason_chars_max])
-        ops = [] if command is None else self._record_ops(command.idempotency_id, result)
+        ops = list(extra_ops) + ([] if command is None else self._record_ops(command.idempotency_id, result))
         try:
             self._write(raft_index, raft_term, ops)
         except InvalidBatch as error:  # our own small batch cannot be invalid; if it is, we cannot advance

@@ -17,6 +17,7 @@ class NodeConfig:
     api_addr: str
     raft_addr: str
     data_dir: pathlib.Path
+    bootstrap: bool = True  # in the initial voter set; false: waits for sys/storage/raft/join
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +49,10 @@ class ClusterConfig:
     listener: ListenerConfig
     audit_file: pathlib.Path | None = None
 
+    @property
+    def bootstrap_nodes(self) -> tuple[NodeConfig, ...]:
+        return tuple(node for node in self.nodes if node.bootstrap)
+
     def node(self, node_id: str) -> NodeConfig:
         for node in self.nodes:
             if node.id == node_id:
@@ -58,7 +63,7 @@ class ClusterConfig:
 _tables = {
     "cluster": {"name", "raft_key_file", "request_forwarding"},
     "seal": {"type", "lib", "token_label", "slot", "pin_env", "pin_file", "key_label", "mechanism", "generate_key"},
-    "node": {"id", "api_addr", "raft_addr", "data_dir"},
+    "node": {"id", "api_addr", "raft_addr", "data_dir", "bootstrap"},
     "listener": {"tls_cert_file", "tls_key_file"},
     "telemetry": {"prometheus_retention_time", "disable_hostname"},
     "audit": {"file"},
@@ -138,6 +143,7 @@ def _node(table: dict, base: pathlib.Path, position: int) -> NodeConfig:
         api_addr=_address(table, f"{where}.api_addr"),
         raft_addr=_address(table, f"{where}.raft_addr"),
         data_dir=base / _string(table, f"{where}.data_dir"),
+        bootstrap=_bool(table, f"{where}.bootstrap", True),
     )
     return node
 
@@ -145,6 +151,8 @@ def _node(table: dict, base: pathlib.Path, position: int) -> NodeConfig:
 def _check_relations(config: ClusterConfig) -> None:
     if not config.nodes:
         raise ConfigError("node: at least one [[node]] is needed")
+    if not any(node.bootstrap for node in config.nodes):
+        raise ConfigError("node.bootstrap: at least one [[node]] must bootstrap the cluster")
     seen: dict[tuple[str, str], str] = {}
     for node in config.nodes:
         for key, value in (("id", node.id), ("api_addr", node.api_addr), ("raft_addr", node.raft_addr),

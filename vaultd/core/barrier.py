@@ -22,6 +22,7 @@ from vaultd import limits
 from vaultd.clock import Clock
 from vaultd.sdk.errors import InternalError, InvalidRequest, NotInitialized, RequestTooLarge, Sealed
 
+from .ha import record_write
 from .keyring import (  # noqa: F401 - re-exported: the keyring is part of the barrier's surface
     GO_ZERO_TIME_NS,
     KEY_SIZES_BYTES,
@@ -138,7 +139,7 @@ class Barrier:
                 raise InvalidRequest("barrier already initialized")
             key = Key(term=INITIAL_TERM, value=os.urandom(data_key_bytes), install_time_ns=self._now_ns())
             ops, _ = _keyring_ops(Keyring(bytes(root_key)).add_term(key))
-            await self._physical.transaction(ops)
+            record_write(await self._physical.transaction(ops))
 
     async def unseal(self, root_key: bytes) -> None:
         """Open the keyring with `root_key`; a wrong key is InvalidRequest("invalid key") and stays sealed."""
@@ -166,11 +167,11 @@ class Barrier:
     async def put(self, path: str, value: bytes) -> int:
         """Encrypt and store; returns the physical index of the write."""
         await self._rotate_if_due()
-        return await self._physical.put(path, self._encrypt(path, value))
+        return record_write(await self._physical.put(path, self._encrypt(path, value)))
 
     async def delete(self, path: str) -> int:
         self._unsealed_keyring()
-        return await self._physical.delete(path)
+        return record_write(await self._physical.delete(path))
 
     async def list(self, prefix: str) -> list[str]:
         self._unsealed_keyring()
@@ -181,7 +182,15 @@ class Barrier:
         self._unsealed_keyring()
         await self._rotate_if_due()
         sealed_ops = [(op, path, self._encrypt(path, value) if op == "put" else value) for op, path, value in ops]
-        return await self._physical.transaction(sealed_ops)
+        return record_write(await self._physical.transaction(sealed_ops))
+
+    def seal_value(self, path: str, value: bytes) -> bytes:
+        """`value` encrypted under the active term with `path` as AAD, for a blob kept outside the store."""
+        return self._encrypt(path, value)
+
+    def open_value(self, path: str, sealed: bytes) -> bytes:
+        """The reverse of seal_value; InvalidRequest (or another VaultError) when this keyring cannot open it."""
+        return self._decrypt(path, sealed)
 
     # --- plaintext entries, readable while sealed ----------------------------------------------------
 
@@ -191,11 +200,11 @@ class Barrier:
     async def raw_put(self, path: str, value: bytes) -> int:
         """Store `value` as is. Only for what must be read while sealed: the seal config and stored keys."""
         assert path not in BARRIER_PATHS, f"{path} is written by the barrier only"
-        return await self._physical.put(path, value)
+        return record_write(await self._physical.put(path, value))
 
     async def raw_delete(self, path: str) -> int:
         assert path not in BARRIER_PATHS, f"{path} is written by the barrier only"
-        return await self._physical.delete(path)
+        return record_write(await self._physical.delete(path))
 
     # --- keys ----------------------------------------------------------------------------------------
 
@@ -310,7 +319,7 @@ class Barrier:
         assert self._keyring_lock.locked()
         seals, active_term = self._seals, self._unsealed_keyring().active_term
         ops, stored = _keyring_ops(keyring)
-        await self._physical.transaction(ops)
+        record_write(await self._physical.transaction(ops))
         self._check_not_resealed(seals)
         if stored.active_term == active_term:
             self._encryptions += 1  # core/root-key, written with it

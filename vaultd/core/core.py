@@ -14,15 +14,17 @@ from ..sdk import errors
 from ..sdk.backend import Backend
 from ..sdk.request import Operation, Request, Response
 from . import seal as seal_module
-from .audit import AuditBroker
-from .barrier import Barrier
+from .audit import AUDIT_PATH, AuditBroker
+from .barrier import KEYRING_PATH, ROOT_KEY_PATH, Barrier
 from .generate_root import GenerateRoot
+from .ha import HighAvailability, Standalone
 from .leases import LeaseStore
 from .logins import issue_login_token
 from .mounts import AUTH_PATH, MOUNTS_PATH, MountEntry, Router, decode_table, encode_table
 from .physical import Physical
 from .policy_store import PolicyStore
 from .rekey import Rekey
+from .seal import SEAL_CONFIG_PATH
 from .tokens import TokenStore
 from .view import BarrierView
 from .wrapping import Wrapping, parse_wrap_ttl
@@ -30,6 +32,7 @@ from .wrapping import Wrapping, parse_wrap_ttl
 version = "1.15.0+vaultd"
 EngineFactory = Callable[[dict | None], Backend]
 TOKEN_SALT_PATH = "core/token-salt"
+POLICY_PREFIX = "sys/policy/"  # PolicyStore's view
 # Logical paths served without a token (Vault's PathsSpecial.Unauthenticated); each checks what it must.
 unauthenticated_prefixes = ("sys/internal/ui/mounts", "sys/wrapping/lookup")
 
@@ -76,8 +79,10 @@ class Core:
         node: NodeInfo | None = None,
         engines: dict[str, EngineFactory] | None = None,
         auth_methods: dict[str, EngineFactory] | None = None,
+        ha: HighAvailability | None = None,
     ):
         self.physical = physical
+        self.ha = ha or Standalone()
         self.clock = clock
         self.randbytes = randbytes
         self.node = node or NodeInfo()
@@ -147,19 +152,57 @@ class Core:
 
     async def _become_unsealed(self) -> None:
         salt = await self.barrier.get(TOKEN_SALT_PATH)
-        if salt is None:
+        if salt is None:  # sys/init writes it, on the active node; an unseal never needs to write
             salt = self.randbytes(32)
             await self.barrier.put(TOKEN_SALT_PATH, salt)
         self.tokens = TokenStore(BarrierView(self.barrier, "sys/token/"), self.clock, salt)
-        self.policies = PolicyStore(BarrierView(self.barrier, "sys/policy/"))
+        self.policies = PolicyStore(BarrierView(self.barrier, POLICY_PREFIX))
         self.leases = LeaseStore(BarrierView(self.barrier, "sys/expire/"), self.tokens, self.clock)
         self.wrapping = Wrapping(BarrierView(self.barrier, "sys/wrapped/"), self.tokens, self.clock)
+        await self._load_router()
+        self.cluster_id = (await self.barrier.get("core/cluster-id") or b"").decode()
+        await self.audit.load(self)
+
+    async def _load_router(self) -> None:
         router = Router(self._backend_for)
         for entry in decode_table(await self.barrier.get(MOUNTS_PATH)) + decode_table(
             await self.barrier.get(AUTH_PATH)
         ):
             router.mount(entry)
         self.router = router
+
+    async def invalidate(self, keys: list[str]) -> None:
+        """Another node wrote these physical keys and replication applied them here: refresh what is cached.
+
+        Engines keep nothing between requests; the core caches the keyring, the mount tables, the audit
+        devices, parsed policies and the seal configuration."""
+        self.seal.config = None if SEAL_CONFIG_PATH in keys else self.seal.config
+        if self.barrier.sealed or self.router is None:
+            return
+        if KEYRING_PATH in keys or ROOT_KEY_PATH in keys:
+            await self.barrier.reload_keyring()
+        if MOUNTS_PATH in keys or AUTH_PATH in keys:
+            await self._load_router()
+        if AUDIT_PATH in keys:
+            await self.audit.load(self)
+        for key in keys:
+            if key.startswith(POLICY_PREFIX):
+                self.policies.invalidate(key[len(POLICY_PREFIX) :])
+
+    async def after_restore(self) -> None:
+        """A snapshot replaced the whole store. If this node's root key still opens the keyring, reload
+        everything; if not (a snapshot of another cluster, `snapshot-force`), seal: the operator unseals with
+        the snapshot's keys."""
+        self.seal.config = None
+        if self.barrier.sealed:
+            return
+        try:
+            await self.barrier.reload_keyring()
+        except Exception:  # noqa: BLE001 - whatever fails to open the restored keyring, this node must seal
+            self._become_sealed()
+            return
+        await self._load_router()
+        self.policies = PolicyStore(BarrierView(self.barrier, POLICY_PREFIX))
         self.cluster_id = (await self.barrier.get("core/cluster-id") or b"").decode()
         await self.audit.load(self)
 
@@ -194,8 +237,8 @@ class Core:
     async def maintenance_pass(self) -> int:
         """One pass of the background work of an unsealed node: revoke expired tokens (bounded per pass)
         and persist the barrier's encryption count. Returns the number of tokens revoked."""
-        if self.barrier.sealed or self.tokens is None:
-            return 0
+        if self.barrier.sealed or self.tokens is None or not self.ha.is_active():
+            return 0  # expiration runs on the active node only; it moves with leadership
         revoked = await self.tokens.revoke_expired()
         await self.leases.tidy()
         await self.barrier.persist_encryptions()
@@ -206,9 +249,11 @@ class Core:
 
     async def health(self) -> dict:
         initialized = await self.is_initialized()
+        standby = self.ha.enabled and not self.ha.is_active()
         body = {
-            "initialized": initialized, "sealed": self.barrier.sealed, "standby": False,
-            "performance_standby": False, "replication_performance_mode": "disabled",
+            "initialized": initialized, "sealed": self.barrier.sealed, "standby": standby,
+            "performance_standby": standby and not self.barrier.sealed and self.ha.is_performance_standby(),
+            "replication_performance_mode": "disabled",
             "replication_dr_mode": "disabled", "server_time_utc": int(self.clock.now()), "version": version,
             "enterprise": False, "echo_duration_ms": 0, "clock_skew_ms": 0,
             "replication_primary_canary_age_ms": 0,
@@ -218,9 +263,23 @@ class Core:
         return body
 
     async def leader(self) -> dict:
+        if not self.ha.enabled:
+            return {
+                "ha_enabled": False, "is_self": False, "active_time": "0001-01-01T00:00:00Z", "leader_address": "",
+                "leader_cluster_address": "", "performance_standby": False,
+                "performance_standby_last_remote_wal": 0,
+            }
+        active = self.ha.is_active()
+        status = await self.ha.status()
         return {
-            "ha_enabled": False, "is_self": False, "active_time": "0001-01-01T00:00:00Z", "leader_address": "",
-            "leader_cluster_address": "", "performance_standby": False, "performance_standby_last_remote_wal": 0,
+            "ha_enabled": True, "is_self": active,
+            "active_time": self.ha.active_since() if active else "0001-01-01T00:00:00Z",
+            "leader_address": self.ha.leader_api_addr() or "",
+            "leader_cluster_address": status.get("leader_cluster_address", ""),
+            "performance_standby": not active and not self.barrier.sealed and self.ha.is_performance_standby(),
+            "performance_standby_last_remote_wal": 0,
+            "raft_committed_index": status.get("raft_committed_index", 0),
+            "raft_applied_index": status.get("raft_applied_index", 0),
         }
 
     # --- logical requests --------------------------------------------------------------------------------
@@ -230,6 +289,8 @@ class Core:
         request_id = self.new_request_id()
         if self.barrier.sealed or self.router is None:
             raise errors.Sealed()
+        if self.ha.enabled and self.ha.is_active():
+            await self.ha.read_barrier()  # linearizable: sees every write acknowledged before this request
         wrap_ttl = parse_wrap_ttl(request.headers.get("x-vault-wrap-ttl"))
         mount = self.router.match(request.path)
         backend = self.router.backends.get(mount.path) if mount else None

@@ -68,6 +68,11 @@ class PolicyStore:
         self._cache.pop(name, None)
         self._acls.clear()
 
+    def invalidate(self, name: str) -> None:
+        """Another node changed the policy `name`: forget its parsed form and every ACL built from it."""
+        self._cache.pop(name, None)
+        self._acls.clear()
+
     async def read(self, name: str) -> Policy:
         policy = await self.get(name)
         if policy is None:

@@ -4,6 +4,7 @@ import json
 
 from aiohttp import web
 
+from ..core.ha import StandbyWrite
 from ..sdk import errors
 
 # Most specific class first: the first isinstance match wins.
@@ -19,6 +20,7 @@ STATUS_BY_ERROR: list[tuple[type[errors.VaultError], int]] = [
     (errors.InternalError, 500),
     (errors.NotInitialized, 501),
     (errors.Sealed, 503),
+    (StandbyWrite, 503),
 ]
 
 

@@ -1,0 +1,114 @@
+"""High availability as the core sees it: is this node the active one, and how are its reads made consistent.
+
+The core never imports raft. The composition root gives it a `HighAvailability`: `Standalone` for one node,
+or the Raft-backed one (vaultd/cluster.py). A standby is a performance standby: it serves reads from its own
+replica; a write reaching its storage raises `StandbyWrite`, which the HTTP layer answers by forwarding the
+request to the active node or redirecting the client there (DESIGN.md §Read path).
+"""
+
+import contextvars
+import dataclasses
+from typing import Protocol
+
+from ..sdk.errors import InternalError, PreconditionFailed, VaultError
+
+
+class StandbyWrite(VaultError):
+    """A write reached the storage of a node that is not active. `leader_api_addr` is a URL, or None.
+
+    The HTTP layer forwards or redirects the request; only when it cannot does the client see it (503)."""
+
+    def __init__(self, leader_api_addr: str | None):
+        super().__init__("node is not active" if leader_api_addr is None else f"node is not active; the active "
+                         f"node is {leader_api_addr}")
+        self.leader_api_addr = leader_api_addr
+
+
+class NoActiveNode(InternalError):
+    """No node is active right now (an election): Vault's 'local node not active but active cluster node not found'."""
+
+    def __init__(self):
+        super().__init__("local node not active but active cluster node not found")
+
+
+class HighAvailability(Protocol):
+    enabled: bool
+
+    def is_active(self) -> bool:
+        """This node leads, as far as it knows: a routing hint, not a read lease."""
+
+    def is_performance_standby(self) -> bool:
+        """A follower in contact with an active node: it serves reads."""
+
+    def leader_api_addr(self) -> str | None:
+        """The active node's API URL (scheme://host:port), or None when no leader is known."""
+
+    async def read_barrier(self) -> int:
+        """On the active node: once this returns, local reads see every write acknowledged before the call."""
+
+    async def wait_for_index(self, index: int, timeout: float) -> int:
+        """Wait until this node has applied `index`; raises IndexNotPresent after `timeout`."""
+
+    async def status(self) -> dict:
+        """raft_committed_index, raft_applied_index and leader_cluster_address, for sys/leader."""
+
+    def active_since(self) -> str:
+        """RFC 3339 time this node last became active."""
+
+    async def step_down(self) -> None:
+        """Give up active status (sys/step-down)."""
+
+
+class IndexNotPresent(PreconditionFailed):
+    """X-Vault-Index names a write this node has not applied yet (412)."""
+
+    def __init__(self):
+        super().__init__("required index state not present")
+
+
+class Standalone:
+    """One node, no replication: always active, every read is local and current."""
+
+    enabled = False
+
+    def is_active(self) -> bool:
+        return True
+
+    def is_performance_standby(self) -> bool:
+        return False
+
+    def leader_api_addr(self) -> str | None:
+        return None
+
+    async def read_barrier(self) -> int:
+        return 0
+
+    async def wait_for_index(self, index: int, timeout: float) -> int:
+        return index
+
+    async def status(self) -> dict:
+        return {}
+
+    def active_since(self) -> str:
+        return "0001-01-01T00:00:00Z"
+
+    async def step_down(self) -> None:
+        return None
+
+
+@dataclasses.dataclass
+class WriteTracker:
+    """The highest storage index this request wrote (X-Vault-Index); 0 when it wrote nothing."""
+
+    index: int = 0
+
+
+write_tracker: contextvars.ContextVar[WriteTracker | None] = contextvars.ContextVar("write_tracker", default=None)
+
+
+def record_write(index: int) -> int:
+    """Note `index` as written by the current request, if it is tracked; returns it."""
+    tracker = write_tracker.get()
+    if tracker is not None and index > tracker.index:
+        tracker.index = index
+    return index
