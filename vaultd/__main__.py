@@ -45,7 +45,13 @@ def _server(arguments: argparse.Namespace) -> int:
     if cluster.seal.type != "shamir":
         print(f"vaultd: seal.type: {cluster.seal.type!r} is not built yet; use type = \"shamir\"", file=sys.stderr)
         return 2
-    uvloop.run(app.run_node(cluster, node))
+    from raft.keyfile import KeyFileError
+
+    try:
+        uvloop.run(app.run_node(cluster, node))
+    except KeyFileError as error:
+        print(f"vaultd: cluster.raft_key_file: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -16,6 +16,7 @@ from storage import LogStore
 
 from . import limits
 from .clock import SystemClock
+from .cluster import ClusterPhysical, RaftCluster
 from .config import ClusterConfig, NodeConfig
 from .core.core import Core, LogicalRequest, NodeInfo
 from .core.physical import LocalPhysical
@@ -48,19 +49,42 @@ class Server:
     core: Core
     store: LogStore
     runner: web.AppRunner
+    cluster: RaftCluster | None = None
 
 
 async def build(data_dir: str, api_addr: str, cluster_name: str = "vaultd") -> Server:
-    """Open the store and build the core and the HTTP application; nothing listens yet."""
+    """One node without replication (dev mode): open the store, build the core and the HTTP application."""
     store = await asyncio.to_thread(LogStore.open, data_dir)
     physical = LocalPhysical(store)
     core = Core(physical, SystemClock(), os.urandom, NodeInfo(cluster_name, f"http://{api_addr}"),
                 engines=engine_catalog(), auth_methods=auth_catalog())
     app = make_app(core)
     physical.observe_apply = app[METRICS].observe_apply
+    return Server(core, store, await _runner(app))
+
+
+async def build_cluster_node(config: ClusterConfig, node: NodeConfig, **raft_options) -> Server:
+    """A Raft member from cluster.toml: store → raft → barrier → core → http. Raft starts here (or waits for
+    a join); nothing listens on the API yet."""
+    store = await asyncio.to_thread(LogStore.open, os.path.join(str(node.data_dir), "store"))
+    try:
+        cluster = RaftCluster(config, node, store, **raft_options)
+        scheme = cluster.scheme
+        core = Core(ClusterPhysical(cluster), SystemClock(), os.urandom,
+                    NodeInfo(config.name, f"{scheme}://{node.api_addr}", storage_type="raft"),
+                    engines=engine_catalog(), auth_methods=auth_catalog(), ha=cluster)
+        cluster.core = core
+        await cluster.start()
+    except BaseException:
+        await asyncio.to_thread(store.close)
+        raise
+    return Server(core, store, await _runner(make_app(core)), cluster)
+
+
+async def _runner(app: web.Application) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    return Server(core, store, runner)
+    return runner
 
 
 async def serve(server: Server, listen: str, tls: tuple | None = None) -> None:
@@ -74,6 +98,8 @@ async def serve(server: Server, listen: str, tls: tuple | None = None) -> None:
 
 async def stop(server: Server) -> None:
     await server.runner.cleanup()
+    if server.cluster is not None:
+        await server.cluster.stop()
     await asyncio.to_thread(server.store.close)
 
 
@@ -118,7 +144,7 @@ async def run_node(config: ClusterConfig, node: NodeConfig) -> None:
     if config.listener.tls_cert_file is not None:
         tls = (str(config.listener.tls_cert_file), str(config.listener.tls_key_file))
     os.makedirs(node.data_dir, mode=0o700, exist_ok=True)
-    server = await build(str(node.data_dir), node.api_addr, config.name)
+    server = await build_cluster_node(config, node)
     await serve(server, node.api_addr, tls)
     print(f"vaultd node {node.id} listening on {'https' if tls else 'http'}://{node.api_addr}", flush=True)
     async with running(server):

@@ -35,7 +35,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def write_raft_key(path: pathlib.Path) -> None:
+    """A real cluster key, as `vaultd operator raft-key` writes it (every node from a cluster.toml runs Raft)."""
+    if not path.exists():
+        subprocess.run([sys.executable, "-m", "vaultd", "operator", "raft-key", str(path)], check=True, cwd=ROOT,
+                       capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
 def _start(arguments: list[str], log_path: pathlib.Path, url: str, cwd: pathlib.Path) -> subprocess.Popen:
+    if "--config" in arguments:
+        write_raft_key(cwd / "raft.key")
     log = open(log_path, "wb")  # noqa: SIM115 - the child writes to it until it ends
     process = subprocess.Popen([sys.executable, "-m", "vaultd", *arguments], cwd=cwd, stdout=log,
                                stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})

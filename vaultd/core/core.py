@@ -318,6 +318,18 @@ class Core:
             wrap_info = await self.wrapping.wrap(response, wrap_ttl, request.path)
         return LogicalResult(request_id, response, mount.type, wrap_info)
 
+    async def authorize(self, request: LogicalRequest) -> None:
+        """For the raw routes (raft snapshots): the state gate, the token, the ACL (with sudo where the path
+        needs it) and the audit request entry, as `handle` runs them for a logical request."""
+        if self.barrier.sealed or self.router is None:
+            raise errors.Sealed()
+        entry = await self.tokens.lookup(request.token) if request.token else None
+        if entry is None:
+            raise errors.PermissionDenied()
+        acl = await self.policies.acl(entry.policies)
+        acl.check(request.path, request.operation.value, {}, sudo_required=self._needs_sudo(request.path))
+        await self.audit.log(self.audit.request_entry(self.new_request_id(), request, entry, None))
+
     def _engine_request(self, request: LogicalRequest, entry, mount: MountEntry | None) -> Request:
         return Request(
             operation=request.operation, path=request.path[len(mount.path) :] if mount else request.path,

@@ -10,20 +10,22 @@ from .system_audit import audit_paths
 from .system_leases import lease_paths, wrapping_paths
 from .system_mounts import mount_paths
 from .system_policies import policy_paths
+from .system_raft import raft_paths
 
 # Paths under which the ACL requires `sudo` besides the operation's capability (Vault's PathsSpecial.Root).
 sudo_paths = (
     "sys/audit", "sys/audit/*", "sys/auth/*", "sys/rotate", "sys/rotate/config", "sys/seal", "sys/step-down",
     "sys/raw", "sys/raw/*", "sys/remount", "sys/leases/revoke-prefix/*", "sys/leases/revoke-force/*",
     "sys/leases/lookup/*", "sys/revoke-prefix/*", "sys/revoke-force/*", "auth/token/revoke-orphan",
-    "auth/token/accessors/",
+    "auth/token/accessors/", "sys/storage/raft/remove-peer", "sys/storage/raft/snapshot",
+    "sys/storage/raft/snapshot-force", "sys/storage/raft/configuration", "sys/storage/raft/autopilot/state",
 )
 
 
 def system_backend(core) -> Backend:
     return Backend(
         mount_paths(core) + policy_paths(core) + audit_paths(core) + _key_paths(core) + _seal_paths(core)
-        + lease_paths(core) + wrapping_paths(core),
+        + lease_paths(core) + wrapping_paths(core) + raft_paths(core),
         help="system endpoints used for control, policy and debugging",
     )
 

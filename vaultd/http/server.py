@@ -17,7 +17,9 @@ from ..sdk.request import Operation
 from .common import CORE, query_data, read_json_body
 from .errors import error_response, json_response, status_of
 from .metrics import install_metrics
+from .raft_routes import raft_routes
 from .rekey_routes import rekey_routes
+from .standby import install_standby
 from .system_routes import system_routes
 
 logger = logging.getLogger(__name__)
@@ -36,9 +38,11 @@ def make_app(core: Core) -> web.Application:
         client_max_size=limits.request_body_bytes_max, middlewares=[_error_middleware]
     )
     app[CORE] = core
+    install_standby(app, core.node.api_addr)  # inside the error middleware: it turns StandbyWrite into a forward
     app.on_response_prepare.append(_no_store)
     app.router.add_routes(system_routes())
     app.router.add_routes(rekey_routes())
+    app.router.add_routes(raft_routes())
     install_metrics(app, core)  # appends its middleware inside the error middleware; must precede the catch-alls
     app.router.add_route("*", "/v1/{path:.*}", _logical)
     app.router.add_route("*", "/{path:.*}", _not_found)
