@@ -32,11 +32,10 @@ bench-kv: setup
 bench-transit: setup
 	$(PY) bench/transit_bench.py --out bench/results/transit.jsonl
 
-# The 3-node cluster auto-unsealed through SoftHSM2 needs the Raft and PKCS#11 issues; until then this says so.
+# The 3-node cluster of cluster.toml: initialised once (keys in data/init.json until PKCS#11 auto-unseal lands),
+# unsealed, healthy; Ctrl-C stops it.
 run: setup
-	@echo "make run: the 3-node Raft cluster with SoftHSM2 auto-unseal is not built yet (Raft and PKCS#11 issues)."
-	@echo "A single node works today: 'make dev' (dev mode: a temp dir, unsealed, KV v2 at secret/, root token printed)"
-	@echo "or '.venv/bin/vaultd server --config cluster.toml --node n1' with a [seal] type = \"shamir\" config."
+	$(PY) -m vaultd.devcluster run cluster.toml
 
 dev: setup
 	$(PY) -m vaultd server --dev

@@ -98,8 +98,7 @@ class RaftCluster:
 
     enabled = True
 
-    def __init__(self, config: ClusterConfig, node: NodeConfig, store, *, timing: RaftTiming | None = None,
-                 compaction_min_entries: int | None = None):
+    def __init__(self, config: ClusterConfig, node: NodeConfig, store, *, timing: RaftTiming | None = None):
         self.config = config
         self.me = node
         self.store = store
@@ -107,7 +106,6 @@ class RaftCluster:
         self.scheme = "https" if config.listener.tls_cert_file is not None else "http"
         self.forwarding = config.request_forwarding  # "forward" or "redirect" (standby.py)
         self.timing = timing or RaftTiming(election_min_seconds=0.6, election_max_seconds=1.2)
-        self.compaction_min_entries = compaction_min_entries
         self.raft_dir = os.path.join(str(node.data_dir), "raft")
         os.makedirs(self.raft_dir, mode=0o700, exist_ok=True)
         self.node: RaftNode | None = None
@@ -148,10 +146,10 @@ class RaftCluster:
         await asyncio.to_thread(self._start_node, partners)
 
     def _start_node(self, partners: list[str]) -> None:
-        extra = {} if self.compaction_min_entries is None else {"compaction_min_entries": self.compaction_min_entries}
         node = RaftNode(
             self.me.raft_addr, partners, self.key, self.store, os.path.join(self.raft_dir, "journal"),
-            api_addrs=self._api_urls(), timing=self.timing, on_fatal=self._on_fatal, **extra,
+            api_addrs=self._api_urls(), timing=self.timing, on_fatal=self._on_fatal,
+            compaction_min_entries=self.config.raft_snapshot_threshold,
         )
         node.state_machine.observer = self._on_applied
         self.replicated = ReplicatedPhysical(node, self.store, self._rng, time.time)

@@ -48,6 +48,8 @@ class ClusterConfig:
     nodes: tuple[NodeConfig, ...]
     listener: ListenerConfig
     audit_file: pathlib.Path | None = None
+    # [raft] snapshot_threshold: journal entries after which a node snapshots its store and cuts its journal
+    raft_snapshot_threshold: int = 5000
 
     @property
     def bootstrap_nodes(self) -> tuple[NodeConfig, ...]:
@@ -67,6 +69,7 @@ _tables = {
     "listener": {"tls_cert_file", "tls_key_file"},
     "telemetry": {"prometheus_retention_time", "disable_hostname"},
     "audit": {"file"},
+    "raft": {"snapshot_threshold"},
 }
 
 
@@ -96,6 +99,7 @@ def parse(document: dict, base: pathlib.Path) -> ClusterConfig:
             tls_key_file=_optional_path(listener, "listener.tls_key_file", base),
         ),
         audit_file=_optional_path(document.get("audit", {}), "audit.file", base),
+        raft_snapshot_threshold=_optional_int(document.get("raft", {}), "raft.snapshot_threshold") or 5000,
     )
     _check_relations(config)
     return config

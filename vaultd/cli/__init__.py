@@ -22,6 +22,7 @@ from . import (
     login,
     operator,
     policies,
+    raft,
     rekey,
     secrets_engines,
     tokens,
@@ -32,7 +33,7 @@ from .errors import CliError, UsageError
 from .flags import parse
 
 _all = [
-    *operator.commands, rekey.command, generate_root.command, *kv.commands, *kv_metadata.commands,
+    *operator.commands, *raft.commands, rekey.command, generate_root.command, *kv.commands, *kv_metadata.commands,
     *tokens.commands, *policies.commands, *audit.commands, *secrets_engines.commands, *logical.commands,
     *login.commands, *wrapping.commands,
 ]

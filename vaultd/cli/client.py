@@ -1,5 +1,6 @@
-"""A small Vault HTTP client on `urllib.request`: JSON bodies, `X-Vault-Token`, the LIST verb, one redirect,
-and `X-Vault-Wrap-TTL` on every request when a wrap TTL is set (the Vault CLI's `-wrap-ttl`).
+"""A small Vault HTTP client on `urllib.request`: JSON bodies (raw bytes for Raft snapshots), `X-Vault-Token`,
+the LIST verb, one redirect, and `X-Vault-Wrap-TTL` on every request when a wrap TTL is set (the Vault CLI's
+`-wrap-ttl`).
 
 Reads follow the Vault Go client: a 404 is "nothing there" (`None`) unless its body carries data or warnings,
 which is how KV v2 answers for a deleted version. Any other status >= 400 raises ApiError with the server's
@@ -76,24 +77,38 @@ class Client:
     def request(self, method: str, path: str, body: dict | None = None, query: dict | None = None,
                 accept_not_found: bool = False) -> tuple[int, dict | None]:
         """Send one request to /v1/<path>; return (status, parsed body or None for an empty one)."""
-        url = f"{self.address}/v1/{path.lstrip('/')}"
-        if query:
-            url += "?" + urllib.parse.urlencode(query)
         data = None if body is None else json.dumps(body).encode()
-        status, headers, raw = self._send(method, url, data)
-        for _ in range(redirects_max):
-            location = headers.get("Location") if status in (301, 302, 307, 308) else None
-            if location is None:
-                break
-            url = self._redirect_target(url, location)
-            status, headers, raw = self._send(method, url, data)
+        status, url, raw = self._exchange(method, path, query, data, "application/json")
         if status == 404 and accept_not_found:
             return status, _parse(raw, method, url, status, lenient=True)
         if status >= 300:
             raise _api_error(method, url, status, raw)
         return status, _parse(raw, method, url, status)
 
-    def _send(self, method: str, url: str, data: bytes | None) -> tuple[int, Message, bytes]:
+    def request_bytes(self, method: str, path: str, data: bytes | None = None) -> bytes:
+        """Send `data` as is (application/octet-stream) and return the answer's body as is: Raft snapshots."""
+        status, url, raw = self._exchange(method, path, None, data, "application/octet-stream")
+        if status >= 300:
+            raise _api_error(method, url, status, raw)
+        return raw
+
+    def _exchange(self, method: str, path: str, query: dict | None, data: bytes | None,
+                  content_type: str) -> tuple[int, str, bytes]:
+        """Send to /v1/<path>, following at most `redirects_max` redirects with the same body; return
+        (status, the last URL asked, the raw body)."""
+        url = f"{self.address}/v1/{path.lstrip('/')}"
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        status, headers, raw = self._send(method, url, data, content_type)
+        for _ in range(redirects_max):
+            location = headers.get("Location") if status in (301, 302, 307, 308) else None
+            if location is None:
+                break
+            url = self._redirect_target(url, location)
+            status, headers, raw = self._send(method, url, data, content_type)
+        return status, url, raw
+
+    def _send(self, method: str, url: str, data: bytes | None, content_type: str) -> tuple[int, Message, bytes]:
         request = urllib.request.Request(url, data=data, method=method)
         request.add_header("X-Vault-Request", "true")
         if self.token:
@@ -101,7 +116,7 @@ class Client:
         if self.wrap_ttl:
             request.add_header("X-Vault-Wrap-TTL", self.wrap_ttl)
         if data is not None:
-            request.add_header("Content-Type", "application/json")
+            request.add_header("Content-Type", content_type)
         try:
             with self._opener.open(request, timeout=request_timeout_seconds) as response:
                 return response.status, response.headers, response.read()

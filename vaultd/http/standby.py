@@ -12,7 +12,8 @@ storage answers with `X-Vault-Index: <raft index>`. On a standby (a performance 
 - sys/ requests that change state (init, rekey, generate-root, mounts, policies, step-down, ...) go to the
   active node at once: their handlers change in-memory state before they write;
 - every other request runs locally, and if it tries to write storage (StandbyWrite, before anything was
-  written) it is forwarded whole: the body was kept.
+  written) it is forwarded whole: the body was kept. So is one this replica finds no mount or no token for
+  (404 no route, 403): it may lag the active node, whose answer is authoritative.
 
 Going to the active node means forwarding (the default) or a 307 with `Location` at the active node's
 api_addr, when the client sends `X-Vault-No-Request-Forwarding` or `request_forwarding = "redirect"`. A
@@ -27,7 +28,7 @@ import aiohttp
 from aiohttp import web
 
 from ..core.ha import NoActiveNode, StandbyWrite, WriteTracker, write_tracker
-from ..sdk.errors import InternalError, InvalidRequest, VaultError
+from ..sdk.errors import InternalError, InvalidRequest, PermissionDenied, UnsupportedPath, VaultError
 from .common import CORE
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,11 @@ async def standby_middleware(request: web.Request, handler) -> web.StreamRespons
     except StandbyWrite:
         if tracker.index:  # leadership moved mid-request after some of its writes: replaying could repeat them
             raise InternalError("leadership changed during the request; some of its writes may have applied") from None
+    except (UnsupportedPath, PermissionDenied):
+        if tracker.index:
+            raise
+        # This replica may not have the mount or the token yet (it lags the active node): ask the active node,
+        # whose answer is authoritative, rather than refuse what the cluster would allow.
     finally:
         write_tracker.reset(token)
     return await _to_active(request, handler)
