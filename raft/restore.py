@@ -3,9 +3,10 @@
 An operator's snapshot (a store export stream) is too big for one command, and installing it on the leader
 alone would leave the followers diverged. So the leader proposes it in pieces:
 
-1. `stage` commands, each putting one chunk of the stream at `_raft/staging/<restore id>/<sequence>`. They are
-   ordinary entries: journaled, replicated, applied into every store (and carried by raft snapshots), so a
-   crash or a leader change mid-upload loses nothing that was acknowledged.
+1. `stage` commands, each putting up to `chunks_per_command` chunks of the stream at
+   `_raft/staging/<restore id>/<sequence>`. They are ordinary entries: journaled, replicated, applied into
+   every store (and carried by raft snapshots), so a crash or a leader change mid-upload loses nothing that
+   was acknowledged.
 2. One `restore` command naming the folder and the SHA-256 of the chunks joined. Applying it, every node
    deterministically reads the chunks from its own store, checks the digest, parses the stream, and installs
    one new store generation atomically (`Backend.restore`) holding: the snapshot's keys, except any under
@@ -25,12 +26,14 @@ import io
 from collections.abc import Awaitable, Callable
 from typing import BinaryIO
 
+from storage import limits as storage_limits
 from storage.errors import SnapshotError
 from storage.snapshot import StreamReader, write_stream
 
 from .command import Command, Op, new_idempotency_id, reserved_prefix, staging_prefix
 
-chunk_bytes = 4 * 1024 * 1024  # one stage command's chunk: well under limits.command_bytes_max
+chunk_bytes = storage_limits.value_bytes_max  # one staged value
+chunks_per_command = 8  # one stage command: 8 MiB, well under limits.command_bytes_max
 restore_bytes_max = 1 << 30  # a snapshot larger than this is refused before anything is proposed
 
 
@@ -88,9 +91,10 @@ async def propose_restore(
     for _ in StreamReader(io.BytesIO(data)).chunks():
         pass
     folder = f"{staging_prefix}{new_idempotency_id(rng).hex()}/"
-    for sequence, start in enumerate(range(0, len(data), chunk_bytes)):
-        chunk = data[start : start + chunk_bytes]
-        await propose(Command("stage", [("put", f"{folder}{sequence:08d}", chunk)], new_idempotency_id(rng),
-                             float(clock())))
+    ops = [("put", f"{folder}{sequence:08d}", data[start : start + chunk_bytes])
+           for sequence, start in enumerate(range(0, len(data), chunk_bytes))]
+    for first in range(0, len(ops), chunks_per_command):
+        await propose(Command("stage", ops[first : first + chunks_per_command], new_idempotency_id(rng),
+                              float(clock())))
     digest = hashlib.sha256(data).digest()
     return await propose(Command("restore", [("put", folder, digest)], new_idempotency_id(rng), float(clock())))
