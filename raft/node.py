@@ -676,6 +676,9 @@ class RaftNode:
         pysyncobj refuses a target that is not fully caught up, so the transfer is retried each few ticks until
         `timeout`. Raises NotLeader here not leading, ProposalTimeout if no follower took over in time.
         """
+        self._check_running()
+        if not self.is_leader():
+            raise NotLeader(self.api_addrs.get(self.leader_addr()))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         resend_at = loop.time()
