@@ -88,6 +88,7 @@ fails if an upgrade breaks any of these hardenings.
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import queue
@@ -669,8 +670,9 @@ class RaftNode:
             for addr in addrs
         ]
 
-    async def step_down(self, timeout: float) -> str | None:
-        """Hand leadership to the most caught-up connected follower (Raft's TimeoutNow; reference §7.2).
+    async def step_down(self, timeout: float, target: str | None = None) -> str | None:
+        """Hand leadership to `target` (a raft address) or else the most caught-up connected follower (Raft's
+        TimeoutNow; reference §7.2).
 
         Returns the new leader's raft address once this node has stopped leading, or None if none is known yet.
         pysyncobj refuses a target that is not fully caught up, so the transfer is retried each few ticks until
@@ -684,18 +686,19 @@ class RaftNode:
         resend_at = loop.time()
         while self.is_leader():
             if loop.time() >= resend_at:  # refused (no follower caught up yet) or sent but not acted on
-                sent = await self._on_tick_thread(self._transfer_leadership, timeout) == FAIL_REASON.SUCCESS
+                transfer = functools.partial(self._transfer_leadership, target)
+                sent = await self._on_tick_thread(transfer, timeout) == FAIL_REASON.SUCCESS
                 resend_at = loop.time() + (step_down_resend_seconds if sent else self._tick_seconds * 10)
             if loop.time() >= deadline:
                 raise ProposalTimeout(f"no follower took over leadership within {timeout} s")
             await asyncio.sleep(self._tick_seconds)
         return self.leader_addr()
 
-    def _transfer_leadership(self) -> int:
+    def _transfer_leadership(self, target: str | None) -> int:
         if not self._replica._isLeader():
             raise NotLeader(self.api_addrs.get(self.leader_addr()))
         outcome = []
-        self._replica.transferLeadership(None, callback=lambda _result, code: outcome.append(code))
+        self._replica.transferLeadership(target, callback=lambda _result, code: outcome.append(code))
         return outcome[0] if outcome else FAIL_REASON.REQUEST_DENIED
 
     async def status(self, timeout: float = 2.0) -> dict:

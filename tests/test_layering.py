@@ -32,7 +32,7 @@ CONTRACT = {
         {"aiohttp", "prometheus_client", "multidict", "yarl"},
     ),
     "vaultd.app": ({"vaultd", "raft", "storage"}, {"aiohttp", "uvloop", "prometheus_client"}),
-    "vaultd.cluster": ({"vaultd", "raft", "storage"}, {"msgpack"}),
+    "vaultd.cluster": ({"vaultd", "raft", "storage"}, {"aiohttp", "msgpack"}),
     "vaultd.__main__": ({"vaultd", "raft", "storage"}, {"aiohttp", "uvloop"}),
     "jepsen_lite": ({"jepsen_lite"}, {"aiohttp", "matplotlib"}),
 }

@@ -24,6 +24,7 @@ import os
 import random
 import time
 
+import aiohttp
 import msgpack
 
 from raft import keyfile
@@ -43,6 +44,7 @@ servers_prefix = config_prefix + "servers/"
 join_clock_skew_seconds = 60.0  # a join request or answer older (or newer) than this is refused
 membership_timeout_seconds = 30.0
 step_down_timeout_seconds = 10.0
+sealed_leader_check_seconds = 1.0
 index_wait_seconds = 2.0  # X-Vault-Index: how long a standby waits for the index before answering 412
 healthy_contact_seconds = 10.0  # autopilot: a voter heard from within this is healthy (Vault's default)
 cache_keys_prefixes = ("core/", "sys/policy/")  # physical keys whose change the core must hear about
@@ -114,6 +116,7 @@ class RaftCluster:
         self._rng = random.Random(int.from_bytes(os.urandom(16), "big"))
         self._invalidations: asyncio.Queue | None = None
         self._invalidator: asyncio.Task | None = None
+        self._watchdog: asyncio.Task | None = None
         self._enqueued_index = 0
         self._processed_index = 0
         self._active_since = ""
@@ -134,6 +137,7 @@ class RaftCluster:
         loop = asyncio.get_running_loop()
         self._invalidations = asyncio.Queue()
         self._invalidator = asyncio.create_task(self._invalidate_in_order(), name="vaultd-invalidations")
+        self._watchdog = asyncio.create_task(self._hand_over_while_sealed(), name="vaultd-sealed-leader")
         self._loop = loop
         if self.should_wait_for_join():
             logger.info("node %s waits for sys/storage/raft/join", self.me.id)
@@ -159,10 +163,11 @@ class RaftCluster:
         logger.critical("raft stopped on node %s: %s; this node must be restarted", self.me.id, error)
 
     async def stop(self) -> None:
-        if self._invalidator is not None:
-            self._invalidator.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._invalidator
+        for task in (self._invalidator, self._watchdog):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.node is not None:
             await asyncio.to_thread(self.node.close)
 
@@ -381,6 +386,43 @@ class RaftCluster:
         partners = [str(addr) for addr in members["members"]]
         _write_json_atomically(self._members_file, {"members": partners})
         await asyncio.to_thread(self._start_node, partners)
+
+    async def _hand_over_while_sealed(self) -> None:
+        """A sealed node cannot serve as the active node (every request would get 503), yet raft runs while
+        sealed and may elect it. While it leads sealed, it hands leadership to a follower that reports itself
+        unsealed, if there is one (before the operator unseals anyone, leadership stays where it is)."""
+        while True:
+            await asyncio.sleep(sealed_leader_check_seconds)
+            if self.core is None or not self.core.barrier.sealed or not self.is_active():
+                continue
+            target = await self._unsealed_follower()
+            if target is None:
+                continue
+            try:
+                await self.node.step_down(step_down_timeout_seconds, target)
+                logger.info("node %s is sealed: handed raft leadership to %s", self.me.id, target)
+            except RaftError as error:
+                logger.warning("a sealed leader could not hand over to %s: %s", target, error)
+
+    async def _unsealed_follower(self) -> str | None:
+        """The raft address of a member whose sys/health says it is unsealed, or None."""
+        members = {server["address"] for server in self.node.configuration()} - {self.me.raft_addr}
+        urls = self._api_urls()
+        host = self.me.api_addr.rpartition(":")[0]
+        timeout = aiohttp.ClientTimeout(total=sealed_leader_check_seconds)
+        connector = aiohttp.TCPConnector(local_addr=(host, 0))
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+            for raft_addr in sorted(members):
+                if raft_addr not in urls:
+                    continue
+                try:
+                    async with session.get(urls[raft_addr] + "/v1/sys/health?standbyok=true") as answer:
+                        health = await answer.json(content_type=None)
+                except (aiohttp.ClientError, TimeoutError, ValueError):
+                    continue
+                if isinstance(health, dict) and health.get("sealed") is False:
+                    return raft_addr
+        return None
 
     # --- replication events ------------------------------------------------------------------------------
 

@@ -139,3 +139,14 @@ def test_a_single_node_config_is_a_one_member_cluster(tmp_path):
         assert devcluster.wait_healthy() == "n1"
         status = devcluster.request("n1", "GET", "/v1/sys/leader").json()
         assert status["is_self"] and status["leader_address"] == devcluster.api_url("n1")
+
+
+def test_a_sealed_leader_hands_leadership_to_an_unsealed_node(cluster):
+    before = cluster.leader
+    sealed = requests.put(cluster.url(before) + "/v1/sys/seal", headers={"X-Vault-Token": cluster.token})
+    assert sealed.status_code == 204
+    assert requests.get(cluster.url(before) + "/v1/sys/health").status_code == 503
+    after = cluster.refresh_leader()  # health 200 and is_self: an unsealed node
+    assert after != before
+    vault = client(cluster, [node for node in cluster.devcluster.bootstrap_ids if node not in (before, after)][0])
+    assert vault.secrets.kv.v2.create_or_update_secret("after-seal", {"v": 1})["data"]["version"] == 1

@@ -41,6 +41,7 @@ _local_paths = {
 }
 _redirect_paths = {"/v1/sys/storage/raft/snapshot", "/v1/sys/storage/raft/snapshot-force"}
 _read_methods = ("GET", "HEAD", "LIST")
+_active_only_prefixes = ("/v1/sys/rekey", "/v1/sys/generate-root", "/v1/sys/step-down")
 # Request headers not passed on: hop-by-hop ones, and what the forwarding client sets itself.
 _dropped_request_headers = {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade",
                             "te", "trailer", "proxy-authorization", "proxy-connection", "accept-encoding"}
@@ -89,7 +90,10 @@ def _is_local(request: web.Request) -> bool:
 
 
 def _goes_to_active(request: web.Request) -> bool:
-    """sys/ requests that change state: their handlers touch memory before storage, so they never run here."""
+    """sys/ requests that change state (their handlers touch memory before storage), and rekey and
+    generate-root, whose progress lives in the active node's memory: they never run on a standby."""
+    if request.path.startswith(_active_only_prefixes):
+        return True
     return request.path.startswith("/v1/sys/") and request.method not in _read_methods and not (
         request.path.startswith(("/v1/sys/capabilities", "/v1/sys/wrapping/lookup"))
     )
