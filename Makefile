@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup test lint bench bench-storage bench-kv bench-transit run dev clean
+.PHONY: setup test lint bench bench-storage bench-kv bench-transit bench-cluster bench-failover run dev clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -31,6 +31,13 @@ bench-kv: setup
 
 bench-transit: setup
 	$(PY) bench/transit_bench.py --out bench/results/transit.jsonl
+
+# The 3-node cluster against a 3-node etcd (Debian's etcd-server: apt-get install etcd-server etcd-client).
+bench-cluster: setup
+	$(PY) bench/cluster_bench.py --out bench/results/cluster.jsonl
+
+bench-failover: setup
+	$(PY) bench/failover_bench.py --out bench/results/failover.jsonl
 
 # The 3-node cluster of cluster.toml: initialised once (keys in data/init.json until PKCS#11 auto-unseal lands),
 # unsealed, healthy; Ctrl-C stops it.

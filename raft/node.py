@@ -103,6 +103,7 @@ from pysyncobj import syncobj as _pso_syncobj
 from pysyncobj import tcp_connection as _pso_tcp_connection
 from pysyncobj.config import FAIL_REASON, SyncObjConf
 from pysyncobj.node import TCPNode
+from pysyncobj.poller import POLL_EVENT_TYPE
 from pysyncobj.syncobj import SyncObj, replicated
 from pysyncobj.tcp_connection import TcpConnection
 from pysyncobj.transport import TCPTransport
@@ -234,6 +235,31 @@ def _bound(conn) -> None:
         conn.__class__ = _BoundedConnection
 
 
+class _Wakeup:
+    """A pipe in the tick thread's poller: `notify()` from any thread ends its poll at once, so that a proposal
+    or a task is picked up now instead of at the end of the tick's poll timeout."""
+
+    def __init__(self, poller):
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+        poller.subscribe(self._read, self._drain, POLL_EVENT_TYPE.READ)
+
+    def notify(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):  # full: a wake-up is pending anyway; closed: stopped
+            os.write(self._write, b"!")
+
+    def _drain(self, _descriptor, _event_mask) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._read, 4096):
+                pass
+
+    def close(self) -> None:
+        for descriptor in (self._read, self._write):
+            with contextlib.suppress(OSError):
+                os.close(descriptor)
+
+
 class _Replica(SyncObj):
     """The SyncObj with the one replicated entry point. All calls come from RaftNode's tick thread."""
 
@@ -247,6 +273,19 @@ class _Replica(SyncObj):
     @replicated
     def _apply_entry(self, data):
         return self._node._apply_entry(self.raftLastApplied + 1, data)
+
+    def _checkCommandsToApply(self):  # syncobj.py:502; runs each tick after the periodic AppendEntries
+        before = self._SyncObj__getCurrentLogIndex()
+        super()._checkCommandsToApply()
+        if self._isLeader() and self._SyncObj__getCurrentLogIndex() > before:
+            self._SyncObj__sendAppendEntries()  # replicate new entries now, not one appendEntriesPeriod later
+
+    def _SyncObj__applyLogEntries(self):  # overrides the name-mangled SyncObj.__applyLogEntries (syncobj.py:716)
+        applied = self.raftLastApplied
+        send = SyncObj._SyncObj__applyLogEntries(self)
+        # The leader just committed and applied: tell the followers the new commit index now, so that they
+        # apply (and standbys serve the write) without waiting for the next heartbeat.
+        return send or (self._isLeader() and self.raftLastApplied > applied)
 
     def _SyncObj__tryLogCompaction(self):  # overrides the name-mangled SyncObj.__tryLogCompaction (syncobj.py:1419)
         # Only when no serialization is pending (pid 0): one that has finished must still be collected by pysyncobj.
@@ -337,6 +376,7 @@ class RaftNode:
         self._tick_seconds = timing.tick_seconds
         self._replica = self._construct(partners, conf)
         self._replica.addOnTickCallback(self._flush_journal)
+        self._wakeup = _Wakeup(self._replica._poller)
         self._thread = threading.Thread(target=self._tick_loop, name=f"raft-tick {self_addr}", daemon=True)
         self._thread.start()
 
@@ -381,6 +421,7 @@ class RaftNode:
             replica._doDestroy()  # transport down, journal flushed and closed
         except Exception:
             logger.exception("raft: shutdown of %s failed", self._self_addr)
+        self._wakeup.close()
 
     def _run_tick_tasks(self) -> None:
         while True:
@@ -407,6 +448,7 @@ class RaftNode:
             _post(loop, future, result, error)
 
         self._tick_tasks.put(task)
+        self._wakeup.notify()
         try:
             return await asyncio.wait_for(future, timeout)
         except TimeoutError:
@@ -536,6 +578,7 @@ class RaftNode:
                 logger.exception("raft: could not deliver a proposal result")
 
         self._replica._apply_entry(data, callback=on_result)
+        self._wakeup.notify()
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
@@ -633,6 +676,7 @@ class RaftNode:
                     self._replica.addNodeToCluster(raft_addr, callback=on_result)
                 else:
                     self._replica.removeNodeFromCluster(raft_addr, callback=on_result)
+                self._wakeup.notify()
             except BaseException:
                 self._membership_idle.set()
                 with self._pending_lock:
