@@ -770,6 +770,19 @@ class RaftNode:
             "leader": self.leader_addr(), "is_leader": replica._isLeader(), "peers": peers,
         }
 
+    @property
+    def term(self) -> int:
+        return self._replica.raftCurrentTerm
+
+    def settled_term(self) -> int | None:
+        """This node's term if it leads and has applied its own term's first entry (the no-op pysyncobj appends
+        on election, syncobj.py:1230), so that every entry committed in earlier terms is applied here; else None."""
+        replica = self._replica
+        term, noop = replica.raftCurrentTerm, replica._SyncObj__noopIDx
+        if not self.is_leader() or noop is None or replica.raftLastApplied < noop:
+            return None
+        return term if replica.raftCurrentTerm == term else None
+
     def is_leader(self) -> bool:
         """This node's own belief; pysyncobj can briefly have two leaders. A routing hint, not a read lease."""
         return self._fatal is None and not self._stop.is_set() and self._replica._isLeader()

@@ -234,6 +234,22 @@ class RaftCluster:
         with translated_raft_errors(self):
             return await self.replicated.read_barrier()
 
+    async def begin_read(self):
+        """See HighAvailability.begin_read."""
+        term = self.node.settled_term() if self.node is not None else None
+        barrier = asyncio.ensure_future(self.read_barrier())
+        barrier.add_done_callback(_retrieve)
+        if term is None:  # a new leader may not have applied the entries of earlier terms yet
+            await barrier
+            term = self.node.term
+
+        async def confirm() -> None:
+            await barrier
+            if self.node.term != term:
+                raise InternalError("raft leadership changed during the request; retry it")
+
+        return confirm
+
     async def wait_for_index(self, index: int, timeout: float = index_wait_seconds) -> int:
         """Wait until `index` is applied here and the caches have heard of it; IndexNotPresent after `timeout`."""
         if self.replicated is None:
@@ -453,6 +469,12 @@ class RaftCluster:
             except Exception:
                 logger.exception("refreshing the caches after raft index %d failed", index)
             self._processed_index = max(self._processed_index, index)
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    """A barrier whose request failed before confirming must not log 'exception never retrieved'."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _canonical(body: dict) -> bytes:

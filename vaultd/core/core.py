@@ -285,12 +285,28 @@ class Core:
     # --- logical requests --------------------------------------------------------------------------------
 
     async def handle(self, request: LogicalRequest) -> LogicalResult:
-        """Gate, authenticate, authorise, audit, route, audit. Raises sdk errors for the HTTP table."""
+        """Gate, authenticate, authorise, audit, route, audit. Raises sdk errors for the HTTP table.
+
+        On the active node of a cluster the answer is linearizable: a read barrier starts with the request and
+        must complete before any answer (an error is an answer too) leaves; see HighAvailability.begin_read."""
+        if self.barrier.sealed or self.router is None:
+            raise errors.Sealed()
+        linearizable = self.ha.enabled and self.ha.is_active() and request.path != "sys/step-down"  # not a read
+        confirm = await self.ha.begin_read() if linearizable else None
+        try:
+            result = await self._handle(request)
+        except errors.VaultError:
+            if confirm is not None:
+                await confirm()
+            raise
+        if confirm is not None:
+            await confirm()
+        return result
+
+    async def _handle(self, request: LogicalRequest) -> LogicalResult:
         request_id = self.new_request_id()
         if self.barrier.sealed or self.router is None:
             raise errors.Sealed()
-        if self.ha.enabled and self.ha.is_active():
-            await self.ha.read_barrier()  # linearizable: sees every write acknowledged before this request
         wrap_ttl = parse_wrap_ttl(request.headers.get("x-vault-wrap-ttl"))
         mount = self.router.match(request.path)
         backend = self.router.backends.get(mount.path) if mount else None

@@ -8,6 +8,7 @@ request to the active node or redirecting the client there (DESIGN.md §Read pat
 
 import contextvars
 import dataclasses
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from ..sdk.errors import InternalError, PreconditionFailed, VaultError
@@ -46,6 +47,13 @@ class HighAvailability(Protocol):
     async def read_barrier(self) -> int:
         """On the active node: once this returns, local reads see every write acknowledged before the call."""
 
+    async def begin_read(self) -> Callable[[], Awaitable[None]]:
+        """On the active node, at the start of a request: start a read barrier and return `confirm`, to await
+        before the answer leaves. Local reads made in between are linearizable once `confirm` returns: the
+        barrier proves this node still led, in the same term, after the request arrived, and a leader whose term
+        is settled has applied every write acknowledged before. (A new leader whose term is not settled yet waits
+        for the barrier here first.)"""
+
     async def wait_for_index(self, index: int, timeout: float) -> int:
         """Wait until this node has applied `index`; raises IndexNotPresent after `timeout`."""
 
@@ -83,6 +91,9 @@ class Standalone:
     async def read_barrier(self) -> int:
         return 0
 
+    async def begin_read(self) -> Callable[[], Awaitable[None]]:
+        return _confirmed
+
     async def wait_for_index(self, index: int, timeout: float) -> int:
         return index
 
@@ -94,6 +105,10 @@ class Standalone:
 
     async def step_down(self) -> None:
         return None
+
+
+async def _confirmed() -> None:
+    return None
 
 
 @dataclasses.dataclass

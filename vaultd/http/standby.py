@@ -2,7 +2,10 @@
 vault_api.md §10).
 
 On the active node every /v1 request runs here (the core takes the read barrier) and a request that wrote
-storage answers with `X-Vault-Index: <raft index>`. On a standby (a performance standby: it serves reads):
+storage answers with `X-Vault-Index: <raft index>`. A sealed node answers 503 itself. A standby that has lost
+contact with the active node (an election, or a minority partition; health 429) serves nothing locally: its
+replica may be stale by any amount, so every request goes to the active node, which it waits for (bounded).
+On a performance standby (a follower in contact with the active node; health 473):
 
 - the node's own status paths (init GET, seal-status, unseal, health, leader, metrics, raft join) run locally;
 - raft snapshot save and restore always answer 307 to the active node;
@@ -61,7 +64,9 @@ async def standby_middleware(request: web.Request, handler) -> web.StreamRespons
         if ha.is_active():
             return await _tracked(request, handler)
         raise NoActiveNode()
-    if request.path in _redirect_paths or _goes_to_active(request) or (
+    if request.app[CORE].barrier.sealed:
+        return await handler(request)  # 503: a sealed node serves nothing and forwards nothing
+    if not ha.is_performance_standby() or request.path in _redirect_paths or _goes_to_active(request) or (
         request.headers.get("X-Vault-Forward", "").lower() == "active-node"
     ):
         return await _to_active(request, handler)
