@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup test lint bench bench-storage bench-kv bench-transit bench-cluster bench-failover run dev clean
+.PHONY: setup system-packages test lint bench bench-storage bench-kv bench-transit bench-cluster bench-failover run dev clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -15,7 +15,13 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-test: setup lint
+# Debian packages the tests need: iptables for the partition tests (inside `unshare -rn`, never the host's
+# rules). Installed when missing, as CI runs as root; otherwise the command to run is printed.
+DEB_PACKAGES := iptables
+system-packages:
+	@missing=""; for package in $(DEB_PACKAGES); do 		dpkg -s $$package >/dev/null 2>&1 || missing="$$missing $$package"; done; 	if [ -n "$$missing" ]; then 		if [ "$$(id -u)" = 0 ]; then 			echo "installing$$missing"; apt-get update -qq && 			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; 		else echo "make: the tests need Debian packages:$$missing (sudo apt-get install$$missing)"; exit 1; fi; fi
+
+test: setup system-packages lint
 	$(PY) -m pytest -q
 
 lint: setup

@@ -35,7 +35,7 @@ from raft.node import RaftNode, RaftTiming
 from storage.errors import SnapshotError
 
 from .config import ClusterConfig, NodeConfig
-from .core.ha import IndexNotPresent, StandbyWrite
+from .core.ha import IndexNotPresent, StandbyWrite, write_tracker
 from .sdk.errors import InternalError, InvalidRequest, TooManyRequests
 
 logger = logging.getLogger(__name__)
@@ -75,6 +75,9 @@ class ClusterPhysical:
         replicated = self._cluster.replicated
         if replicated is None:
             raise StandbyWrite(None)
+        tracker = write_tracker.get()
+        if tracker is not None and tracker.standby:  # read without a barrier: rerun the request on the active path
+            raise StandbyWrite(self._cluster.leader_api_addr())
         with translated_raft_errors(self._cluster):
             return await replicated.transaction(ops)
 

@@ -8,6 +8,8 @@ packet between the leader and both followers in both directions (OUTPUT rules on
 the cut with bound-source TCP probes, waits for the majority to elect a new leader, writes k = "new" there, then
 reads k on the old leader from 127.0.0.1 (the harness address, not cut): plainly, and with the new write's
 X-Vault-Index. Then it heals the cut (`iptables -F OUTPUT`) and watches the old leader step down and serve "new".
+One more read of k on the old leader is sent right after the cut, while it may still believe it leads (the read
+barrier path); it is concurrent with the write of "new", so either value is legal there: information only.
 
 It judges nothing: it prints one JSON object with every observation (statuses, values, seconds) and exits 0, so
 that the test asserts on what happened. It exits 2, with the JSON's "aborted" saying why, when the scenario could
@@ -16,6 +18,7 @@ node is stopped by PID in a finally block; the PID namespace (`--pid --fork --ki
 this process itself is killed. The node logs stay in DIRECTORY/logs.
 """
 
+import concurrent.futures
 import http.client
 import json
 import pathlib
@@ -28,25 +31,25 @@ import time
 repo_root = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(repo_root))
 
-from tests.cluster.conftest import start_cluster  # noqa: E402  (the repo root goes on sys.path first)
+from raft.backend import proposal_timeout_seconds  # noqa: E402  (the repo root goes on sys.path first)
+from tests.cluster.conftest import start_cluster  # noqa: E402
 
 hosts = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 harness_host = "127.0.0.1"  # the test's own requests leave from here; no rule names it
 probe_timeout_seconds = 1.0  # a bound-source connect across the cut; DROP makes it time out
 election_wait_seconds_max = 30.0  # the majority side must elect a leader by then
-partitioned_read_timeout_seconds = 10.0  # over the read barrier's proposal timeout (5 s): a 500 can arrive
+partitioned_read_timeout_seconds = 10.0  # over the read barrier's proposal timeout: its 500 can arrive
 partitioned_reads = 3
 request_timeout_seconds = 10.0
 heal_wait_seconds_max = 30.0  # the old leader must step down and answer as a standby by then
 poll_interval_seconds = 0.05
 key_path = "/v1/secret/data/k"
 assert probe_timeout_seconds < election_wait_seconds_max
-assert partitioned_read_timeout_seconds > 5.0  # raft/backend.py proposal_timeout_seconds
+assert partitioned_read_timeout_seconds > proposal_timeout_seconds
 
 
 class Aborted(Exception):
     """The scenario could not be set up as described; nothing was tested."""
-
 
 
 def request(url: str, method: str, path: str, token: str = "", body=None, headers=None,
@@ -140,13 +143,15 @@ def connects(source: str, destination: str, port: int) -> bool:
 
 
 def probe_links(running, leader: str, followers: list[str]) -> dict[str, bool]:
-    """Leader <-> each follower, both ways, to the API ports: whether each bound-source connection went through."""
-    seen = {}
-    for follower in followers:
-        for source, destination in ((leader, follower), (follower, leader)):
-            seen[f"{source}->{destination}"] = connects(ip_of(running, source), ip_of(running, destination),
-                                                        port_of(running, destination))
-    return seen
+    """Leader <-> each follower, both ways, to the API ports: whether each bound-source connection went through.
+    The probes run at once, so that a cut costs one probe timeout, not four."""
+    links = [(source, destination) for follower in followers for source, destination in ((leader, follower),
+                                                                                          (follower, leader))]
+    with concurrent.futures.ThreadPoolExecutor(len(links)) as pool:
+        went_through = pool.map(lambda link: connects(ip_of(running, link[0]), ip_of(running, link[1]),
+                                                      port_of(running, link[1])), links)
+        return {f"{source}->{destination}": through for (source, destination), through in zip(links, went_through,
+                                                                                               strict=True)}
 
 
 # --- waits -------------------------------------------------------------------------------------------------------
@@ -203,16 +208,23 @@ def partition(running, observed: dict) -> tuple[str, str, int]:
     require(all(observed["links_before_cut"].values()), "a bound-source probe failed before any cut")
     observed["rules"] = cut(running, leader, followers)
     cut_at = time.monotonic()
-    observed["links_after_cut"] = probe_links(running, leader, followers)
-    require(not any(observed["links_after_cut"].values()), "the cut leaks: a bound-source probe went through")
-    observed["old_leader_health_after_cut"] = health(running, leader)
-    require(observed["old_leader_health_after_cut"] is not None, "the harness cannot reach the old leader")
-    new_leader = wait_new_leader(running, followers)
-    observed["new_leader"] = new_leader
-    observed["election_seconds"] = _since(cut_at)
-    observed["new_write"] = call(running.url(new_leader), "POST", key_path, running.token, {"data": {"v": "new"}})
-    require(observed["new_write"].get("status") == 200 and "index" in observed["new_write"],
-            "the new leader did not acknowledge k = new with an X-Vault-Index")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        # Sent while the old leader may still believe it leads, so it takes the read barrier path. It is concurrent
+        # with the write of "new" (invoked before it), so either value would be linearizable: information only.
+        early_read = pool.submit(call, running.url(leader), "GET", key_path, running.token,
+                                 timeout=partitioned_read_timeout_seconds)
+        observed["old_leader_health_after_cut"] = health(running, leader)
+        require(observed["old_leader_health_after_cut"] is not None, "the harness cannot reach the old leader")
+        observed["links_after_cut"] = probe_links(running, leader, followers)
+        require(not any(observed["links_after_cut"].values()), "the cut leaks: a bound-source probe went through")
+        new_leader = wait_new_leader(running, followers)
+        observed["new_leader"] = new_leader
+        observed["election_seconds"] = _since(cut_at)  # until the harness saw it: an upper bound
+        observed["new_write"] = call(running.url(new_leader), "POST", key_path, running.token,
+                                     {"data": {"v": "new"}})
+        require(observed["new_write"].get("status") == 200 and "index" in observed["new_write"],
+                "the new leader did not acknowledge k = new with an X-Vault-Index")
+        observed["read_during_the_cut_concurrent_with_new"] = early_read.result()
     return leader, new_leader, observed["new_write"]["index"]
 
 

@@ -51,6 +51,11 @@ class LoggingView(MemoryView):
         self.writes.append(("delete", key))
         await super().delete(key)
 
+    async def transaction(self, ops):
+        await asyncio.sleep(0)
+        self.writes.append(tuple((op, key) for op, key, _ in ops))  # one atomic write
+        await super().transaction(ops)
+
 
 class Mount:
     """One mounted backend over its own view; `now` is the received_at of the next request."""
@@ -146,9 +151,9 @@ def test_a_missing_secret_or_version_is_a_bare_not_found(kv):
     assert kv.fails(NotFound, READ, "data/s", {"version": 7}).data is None
 
 
-def test_a_write_puts_two_keys_version_then_metadata(kv):
+def test_a_write_puts_version_and_metadata_in_one_transaction(kv):
     kv.write("s", {"a": 1})
-    assert kv.view.writes == [("put", "versions/s/1"), ("put", "metadata/s")]
+    assert kv.view.writes == [(("put", "versions/s/1"), ("put", "metadata/s"))]
     assert set(kv.view.values) == {"versions/s/1", "metadata/s"}
 
 
@@ -194,7 +199,7 @@ def test_versions_past_max_versions_are_removed_oldest_first(kv):
         kv.write("s", {"n": number})
     del kv.view.writes[:]
     kv.write("s", {"n": 5})
-    assert kv.view.writes == [("put", "versions/s/5"), ("put", "metadata/s"), ("delete", "versions/s/2")]
+    assert kv.view.writes == [(("put", "versions/s/5"), ("put", "metadata/s"), ("delete", "versions/s/2"))]
     meta = kv(READ, "metadata/s").data
     assert (meta["current_version"], meta["oldest_version"]) == (5, 3)
     assert sorted(meta["versions"]) == ["3", "4", "5"]

@@ -113,9 +113,12 @@ async def _confirmed() -> None:
 
 @dataclasses.dataclass
 class WriteTracker:
-    """The highest storage index this request wrote (X-Vault-Index); 0 when it wrote nothing."""
+    """The highest storage index this request wrote (X-Vault-Index); 0 when it wrote nothing. `standby` marks a
+    request that runs on a standby: its reads had no read barrier, so it must never write here, even if this
+    node wins an election mid-request; the whole request goes to the active path instead."""
 
     index: int = 0
+    standby: bool = False
 
 
 write_tracker: contextvars.ContextVar[WriteTracker | None] = contextvars.ContextVar("write_tracker", default=None)

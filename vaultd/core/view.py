@@ -5,6 +5,8 @@ view does, a key containing '..' anywhere is refused ("relative paths not suppor
 starts with '/', which would otherwise escape into a sibling once a prefix is joined.
 """
 
+from __future__ import annotations
+
 from vaultd.sdk.errors import InvalidRequest
 
 from .barrier import Barrier
@@ -28,12 +30,18 @@ class BarrierView:
     async def delete(self, key: str) -> None:
         await self._barrier.delete(self._path(key))
 
+    async def transaction(self, ops: list[tuple[str, str, bytes | None]]) -> None:
+        """Atomically, in one storage write (one raft entry in a cluster)."""
+        if any(op not in ("put", "delete") for op, _, _ in ops):
+            raise InvalidRequest("a transaction holds only put and delete ops")
+        await self._barrier.transaction([(op, self._path(key), value) for op, key, value in ops])
+
     async def list(self, prefix: str) -> list[str]:
         """Immediate children of `prefix` (relative to this view); folders end in '/'."""
         _check_relative(prefix)
         return await self._barrier.list(self.prefix + prefix)
 
-    def sub_view(self, prefix: str) -> "BarrierView":
+    def sub_view(self, prefix: str) -> BarrierView:
         """A view of `prefix` inside this one, e.g. a mount handing `config/` to a helper."""
         return BarrierView(self._barrier, self.prefix + _key(prefix))
 

@@ -73,7 +73,7 @@ async def standby_middleware(request: web.Request, handler) -> web.StreamRespons
     if (forwarded := await _index_or_forward(request, handler, ha)) is not None:
         return forwarded
     await request.read()  # kept, so that the request can be replayed on the active node
-    tracker = WriteTracker()
+    tracker = WriteTracker(standby=True)
     token = write_tracker.set(tracker)
     try:
         return await handler(request)

@@ -1,6 +1,8 @@
 """StorageView: what an engine sees of storage. Plaintext bytes under keys relative to the engine's own
 prefix; the barrier encrypts below it, and an engine can never name a key outside its mount."""
 
+from __future__ import annotations
+
 import asyncio
 from typing import Protocol
 
@@ -14,6 +16,9 @@ class StorageView(Protocol):
 
     async def list(self, prefix: str) -> list[str]:
         """Immediate children of `prefix`; folders end in '/'."""
+
+    async def transaction(self, ops: list[tuple[str, str, bytes | None]]) -> None:
+        """`[("put", key, value) | ("delete", key, None)]`, applied atomically: all or nothing, one write."""
 
 
 class MemoryView:
@@ -30,6 +35,14 @@ class MemoryView:
 
     async def delete(self, key: str) -> None:
         self.values.pop(key, None)
+
+    async def transaction(self, ops: list[tuple[str, str, bytes | None]]) -> None:
+        assert all(op in ("put", "delete") for op, _, _ in ops), ops
+        for op, key, value in ops:
+            if op == "put":
+                self.values[key] = bytes(value)
+            else:
+                self.values.pop(key, None)
 
     async def list(self, prefix: str) -> list[str]:
         children = set()
@@ -55,6 +68,10 @@ class YieldingMemoryView(MemoryView):
     async def delete(self, key: str) -> None:
         await asyncio.sleep(0)
         await super().delete(key)
+
+    async def transaction(self, ops: list[tuple[str, str, bytes | None]]) -> None:
+        await asyncio.sleep(0)
+        await super().transaction(ops)
 
     async def list(self, prefix: str) -> list[str]:
         await asyncio.sleep(0)

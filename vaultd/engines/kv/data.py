@@ -19,6 +19,7 @@ from .records import (
     load_config,
     load_metadata,
     load_version,
+    metadata_op,
     nanoseconds,
     save_metadata,
     version_key,
@@ -97,14 +98,13 @@ async def patch_data(locks: KeyLocks, request: Request, fields: FieldData) -> Re
 
 
 async def _append_version(request: Request, path: str, meta: KeyMetadata, config: Config, data: dict) -> int:
-    """Store `data` as the next version, then the metadata, then drop what max_versions no longer keeps.
-    In that order a crash leaves at worst an unreferenced version, never metadata naming missing data."""
+    """Store `data` as the next version with the metadata naming it, and drop what max_versions no longer
+    keeps: one atomic transaction (one raft entry), so no crash leaves metadata naming missing data."""
     now = nanoseconds(request.received_at)
-    await request.storage.put(version_key(path, meta.current_version + 1), encode(data))
+    new_version = ("put", version_key(path, meta.current_version + 1), encode(data))
     dropped = meta.add_version(now, deletion_time(now, config, meta), config)
-    await save_metadata(request.storage, path, meta)
-    for version in dropped:
-        await request.storage.delete(version_key(path, version))
+    await request.storage.transaction([new_version, metadata_op(path, meta),
+                                       *[("delete", version_key(path, version), None) for version in dropped]])
     return meta.current_version
 
 

@@ -203,7 +203,12 @@ async def load_metadata(storage: StorageView, path: str) -> KeyMetadata | None:
 
 
 async def save_metadata(storage: StorageView, path: str, meta: KeyMetadata) -> None:
-    await storage.put(metadata_key(path), encode(dataclasses.asdict(meta)))
+    await storage.put(*metadata_op(path, meta)[1:])
+
+
+def metadata_op(path: str, meta: KeyMetadata) -> tuple[str, str, bytes]:
+    """The transaction op that stores `meta`."""
+    return ("put", metadata_key(path), encode(dataclasses.asdict(meta)))
 
 
 async def load_version(storage: StorageView, path: str, version: int) -> dict:
