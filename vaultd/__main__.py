@@ -42,6 +42,14 @@ def _server(arguments: argparse.Namespace) -> int:
     except config.ConfigError as error:
         print(f"vaultd: {error}", file=sys.stderr)
         return 2
+    if cluster.unsafe_stale_reads:
+        if os.environ.get("VAULTD_ALLOW_UNSAFE") != "1":
+            print("vaultd: cluster.unsafe_stale_reads is a test-only setting that breaks linearizable reads; "
+                  "it is refused unless VAULTD_ALLOW_UNSAFE=1", file=sys.stderr)
+            return 2
+        logging.getLogger("vaultd").critical(
+            "UNSAFE: cluster.unsafe_stale_reads is on: the leader skips its read barrier and a deposed leader "
+            "can serve stale reads. Test use only (jepsen_lite's mutation run); never in production.")
     if cluster.seal.type != "shamir":
         print(f"vaultd: seal.type: {cluster.seal.type!r} is not built yet; use type = \"shamir\"", file=sys.stderr)
         return 2

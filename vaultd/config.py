@@ -50,6 +50,9 @@ class ClusterConfig:
     audit_file: pathlib.Path | None = None
     # [raft] snapshot_threshold: journal entries after which a node snapshots its store and cuts its journal
     raft_snapshot_threshold: int = 5000
+    # [cluster] unsafe_stale_reads: TEST ONLY (jepsen_lite's mutation run). The leader skips its read barrier,
+    # so a deposed leader can serve stale reads. Refused unless VAULTD_ALLOW_UNSAFE=1 (checked at start).
+    unsafe_stale_reads: bool = False
 
     @property
     def bootstrap_nodes(self) -> tuple[NodeConfig, ...]:
@@ -63,7 +66,7 @@ class ClusterConfig:
 
 
 _tables = {
-    "cluster": {"name", "raft_key_file", "request_forwarding"},
+    "cluster": {"name", "raft_key_file", "request_forwarding", "unsafe_stale_reads"},
     "seal": {"type", "lib", "token_label", "slot", "pin_env", "pin_file", "key_label", "mechanism", "generate_key"},
     "node": {"id", "api_addr", "raft_addr", "data_dir", "bootstrap"},
     "listener": {"tls_cert_file", "tls_key_file"},
@@ -100,6 +103,7 @@ def parse(document: dict, base: pathlib.Path) -> ClusterConfig:
         ),
         audit_file=_optional_path(document.get("audit", {}), "audit.file", base),
         raft_snapshot_threshold=_optional_int(document.get("raft", {}), "raft.snapshot_threshold") or 5000,
+        unsafe_stale_reads=_bool(cluster, "cluster.unsafe_stale_reads", False),
     )
     _check_relations(config)
     return config
