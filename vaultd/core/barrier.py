@@ -202,6 +202,11 @@ class Barrier:
         assert path not in BARRIER_PATHS, f"{path} is written by the barrier only"
         return record_write(await self._physical.put(path, value))
 
+    async def raw_transaction(self, ops: Sequence[Op]) -> int:
+        """Plaintext puts and deletes, atomically: the seal's records, which must be read while sealed."""
+        assert all(path not in BARRIER_PATHS for _, path, _ in ops), "barrier paths are written by the barrier only"
+        return record_write(await self._physical.transaction(ops))
+
     async def raw_delete(self, path: str) -> int:
         assert path not in BARRIER_PATHS, f"{path} is written by the barrier only"
         return record_write(await self._physical.delete(path))

@@ -14,6 +14,7 @@ from ..sdk import errors
 from ..sdk.backend import Backend
 from ..sdk.request import Operation, Request, Response
 from . import seal as seal_module
+from . import seal_migration
 from .audit import AUDIT_PATH, AuditBroker
 from .barrier import KEYRING_PATH, ROOT_KEY_PATH, Barrier
 from .generate_root import GenerateRoot
@@ -24,7 +25,7 @@ from .mounts import AUTH_PATH, MOUNTS_PATH, MountEntry, Router, decode_table, en
 from .physical import Physical
 from .policy_store import PolicyStore
 from .rekey import Rekey
-from .seal import SEAL_CONFIG_PATH
+from .seal import RECOVERY_CONFIG_PATH, SEAL_CONFIG_PATH
 from .tokens import TokenStore
 from .view import BarrierView
 from .wrapping import Wrapping, parse_wrap_ttl
@@ -80,7 +81,11 @@ class Core:
         engines: dict[str, EngineFactory] | None = None,
         auth_methods: dict[str, EngineFactory] | None = None,
         ha: HighAvailability | None = None,
+        hsm: seal_module.SealWrapper | None = None,
+        hsm_disabled: bool = False,
     ):
+        """`hsm`: the PKCS#11 key of a `[seal] type = "pkcs11"` table; with `hsm_disabled` (the table says
+        `disabled = true`) the node runs a Shamir seal and the HSM only serves the migration away from it."""
         self.physical = physical
         self.ha = ha or Standalone()
         self.clock = clock
@@ -90,6 +95,12 @@ class Core:
         self.auth_methods = auth_methods or {}  # auth method type -> factory(options); injected by the app
         self.barrier = Barrier(physical, clock)
         self.seal = seal_module.ShamirSeal(self.barrier, randbytes)
+        self.migrate_from: seal_module.AutoSeal | None = None  # the disabled pkcs11 seal being migrated away from
+        if hsm is not None and not hsm_disabled:
+            self.seal = seal_module.AutoSeal(self.barrier, hsm, randbytes)
+        elif hsm is not None:
+            self.migrate_from = seal_module.AutoSeal(self.barrier, hsm, randbytes)
+        self.sealed_by_operator = False  # sys/seal: an auto seal stays sealed until recovery keys or a restart
         self.router: Router | None = None
         self.tokens: TokenStore | None = None
         self.policies: PolicyStore | None = None
@@ -99,6 +110,7 @@ class Core:
         self.cluster_id = ""
         self.token_count: int | None = None  # counted by each maintenance pass; a metric, not a limit
         self.rekey = Rekey(self)  # sys/rekey/*: replaces the unseal keys
+        self.rekey_recovery = Rekey(self, target="recovery")  # sys/rekey-recovery-key/*: auto seals
         self.generate_root = GenerateRoot(self)  # sys/generate-root/*
 
     # --- identifiers ------------------------------------------------------------------------------------
@@ -118,28 +130,54 @@ class Core:
         return await initialize(self, body)
 
     async def seal_status(self) -> dict:
-        config = self.seal.config or await self.seal.load_config()
+        config = await self.seal.load_config() if self.seal.config is None else self.seal.config
+        migration = config is not None and await seal_migration.pending(self) is not None
+        quorum = (await seal_migration.old_seal_config(self) if migration else self.seal.quorum_config()) or config
         status = {
             "type": self.seal.type, "initialized": config is not None, "sealed": self.barrier.sealed,
-            "t": config.secret_threshold if config else 0, "n": config.secret_shares if config else 0,
+            "t": quorum.secret_threshold if quorum else 0, "n": quorum.secret_shares if quorum else 0,
             "progress": self.seal.progress.progress, "nonce": self.seal.progress.nonce, "version": version,
-            "build_date": "2026-11-23T00:00:00Z", "migration": False, "recovery_seal": False,
-            "storage_type": self.node.storage_type,
+            "build_date": "2026-11-23T00:00:00Z", "migration": migration,
+            "recovery_seal": self.seal.type != "shamir", "storage_type": self.node.storage_type,
         }
+        if self.seal.type != "shamir":
+            status["recovery_seal_type"] = "shamir"
         if not self.barrier.sealed:
             status["cluster_name"], status["cluster_id"] = self.node.cluster_name, self.cluster_id
         return status
 
     async def unseal(self, key: bytes, migrate: bool = False) -> dict:
-        if migrate:
-            raise errors.InvalidRequest("seal migration is not supported by a shamir-only node")
+        """sys/unseal: a share of the unseal keys (Shamir), of the recovery keys (an auto seal after sys/seal),
+        or, with `migrate`, of the keys the stored seal takes (seal_migration.py)."""
         try:
-            unsealed = await self.seal.submit(key)
+            if await self.seal.load_config() is None:
+                raise errors.NotInitialized()
+            if not self.barrier.sealed:
+                return await self.seal_status()
+            pending = await seal_migration.pending(self)
+            if pending is not None and not migrate:
+                raise errors.InvalidRequest("migrate option not provided and seal migration is pending")
+            submit = (lambda share: seal_migration.submit(self, share)) if migrate else self.seal.submit
+            unsealed = await submit(key)
         except errors.NotInitialized:
             raise errors.InvalidRequest("Vault is not initialized") from None
         if unsealed and self.router is None:
             await self._become_unsealed()
+            self.sealed_by_operator = False
         return await self.seal_status()
+
+    async def auto_unseal(self) -> bool:
+        """An auto seal unseals by itself, through the HSM: True when this call unsealed the node. Nothing to do
+        for a Shamir seal, an uninitialised vault, a pending migration, or a node sealed by sys/seal.
+        SealUnavailable when the HSM cannot be used (the caller retries with backoff)."""
+        if not isinstance(self.seal, seal_module.AutoSeal) or not self.barrier.sealed or self.sealed_by_operator:
+            return False
+        if await self.seal.load_config() is None or await seal_migration.pending(self) is not None:
+            return False
+        await self.seal.unseal_with_hsm()
+        if self.router is None:
+            await self._become_unsealed()
+        return True
 
     async def reset_unseal(self) -> dict:
         if not self.barrier.sealed:
@@ -148,6 +186,7 @@ class Core:
         return await self.seal_status()
 
     async def seal_vault(self) -> None:
+        self.sealed_by_operator = True
         self._become_sealed()
 
     async def _become_unsealed(self) -> None:
@@ -176,7 +215,8 @@ class Core:
 
         Engines keep nothing between requests; the core caches the keyring, the mount tables, the audit
         devices, parsed policies and the seal configuration."""
-        self.seal.config = None if SEAL_CONFIG_PATH in keys else self.seal.config
+        if SEAL_CONFIG_PATH in keys or RECOVERY_CONFIG_PATH in keys:
+            self.seal.config = None  # reloaded (with the recovery config) on next use
         if self.barrier.sealed or self.router is None:
             return
         if KEYRING_PATH in keys or ROOT_KEY_PATH in keys:

@@ -26,9 +26,9 @@ from .rekey import (
     check_key_length,
     new_nonce,
     random_below,
-    recover_root_key,
     require_unsealed,
     seal_config,
+    verify_quorum,
 )
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ class GenerateRoot:
             if progress < config.secret_threshold:
                 return response
             try:
-                await recover_root_key(self._core, state.shares.take(), config.secret_threshold)
+                await verify_quorum(self._core, state.shares.take())
             except InvalidRequest as error:
                 raise InvalidRequest(f"root generation aborted: {error.messages[0]}") from None
             token, _ = await token_store.create_root_token()

@@ -27,8 +27,7 @@ from typing import TYPE_CHECKING
 
 from ..sdk.errors import InternalError, InvalidRequest, Sealed
 from . import seal as seal_module
-from . import shamir
-from .seal import SEAL_CONFIG_PATH, STORED_KEYS_PATH, SealConfig
+from .seal import SealConfig
 
 if TYPE_CHECKING:
     from .core import Core
@@ -83,7 +82,10 @@ def require_unsealed(core: "Core") -> None:
 
 
 async def seal_config(core: "Core", missing_message: str) -> SealConfig:
-    config = core.seal.config or await core.seal.load_config()
+    """The shares and threshold of the quorum operators hold: unseal keys (Shamir) or recovery keys (auto)."""
+    if core.seal.config is None:
+        await core.seal.load_config()
+    config = core.seal.quorum_config()
     if config is None:
         raise InvalidRequest(missing_message)
     return config
@@ -103,26 +105,13 @@ def random_below(randbytes: Callable[[int], bytes], bound: int) -> int:
 
 
 def combine(shares: list[bytes], threshold: int, failure: str) -> bytes:
-    """The KEK from `threshold` shares; with a threshold of one the share is the KEK itself."""
-    if threshold == 1:
-        return shares[0]
-    try:
-        return shamir.combine(shares)
-    except shamir.ShamirError as error:
-        raise InvalidRequest(f"{failure}: {error}") from None
+    """The key from `threshold` shares; with a threshold of one the share is the key itself."""
+    return seal_module.combine_shares(shares, threshold, failure)
 
 
-async def recover_root_key(core: "Core", shares: list[bytes], threshold: int) -> tuple[bytes, bytes]:
-    """(root key, its stored wrapping) when the unseal shares open the stored root key; else InvalidRequest."""
-    kek = combine(shares, threshold, "failed to compute root key")
-    wrapped = await core.barrier.raw_get(STORED_KEYS_PATH)  # read first: a later rewrite makes a commit refuse
-    if wrapped is None:
-        raise InternalError("the stored root key is missing")
-    try:
-        root_key = await core.seal.unwrap_root_key(kek)  # the GCM tag proves the KEK
-    except InvalidRequest:
-        raise InvalidRequest("root key verification failed: invalid key") from None
-    return root_key, wrapped
+async def verify_quorum(core: "Core", shares: list[bytes]) -> seal_module.Quorum:
+    """What a threshold of the quorum's shares proves (the seal checks them); InvalidRequest when they are wrong."""
+    return await core.seal.verify_quorum(shares)
 
 
 # --- the rekey operation -----------------------------------------------------------------------------------
@@ -132,9 +121,10 @@ async def recover_root_key(core: "Core", shares: list[bytes], threshold: int) ->
 class _NewKeys:
     """A rekey's result until it is written."""
 
-    kek: bytes = dataclasses.field(repr=False)
-    wrapped_root_key: bytes = dataclasses.field(repr=False)  # the root key under `kek`, in the seal's format
-    replaces: bytes = dataclasses.field(repr=False)  # the stored wrapping it replaces; another one means stale
+    kek: bytes = dataclasses.field(repr=False)  # the new quorum key: a KEK, or a recovery key
+    ops: list = dataclasses.field(repr=False)  # the writes that install it (the seal's quorum_ops)
+    guarded_path: str  # the stored value there must still be `replaces` at the commit
+    replaces: bytes = dataclasses.field(repr=False)
 
 
 @dataclasses.dataclass
@@ -152,8 +142,10 @@ class _RekeyState:
 class Rekey:
     """The barrier rekey of one core: sys/rekey/init, update and verify. Raises sdk errors for the HTTP table."""
 
-    def __init__(self, core: "Core"):
+    def __init__(self, core: "Core", target: str = "barrier"):
+        assert target in ("barrier", "recovery")
         self._core = core
+        self.target = target  # sys/rekey (the unseal keys of a Shamir seal) or sys/rekey-recovery-key (auto seals)
         self._lock = asyncio.Lock()  # one step at a time: a step awaits storage between its checks and writes
         self._state: _RekeyState | None = None
 
@@ -164,8 +156,16 @@ class Rekey:
 
     # --- sys/rekey/init ------------------------------------------------------------------------------
 
+    def _check_target(self) -> None:
+        seal_type = self._core.seal.type
+        if self.target == "barrier" and seal_type != "shamir":
+            raise InvalidRequest(f"seal type {seal_type} has recovery keys: rekey them with sys/rekey-recovery-key")
+        if self.target == "recovery" and seal_type == "shamir":
+            raise InvalidRequest("recovery keys are not supported by seal type shamir")
+
     async def status(self) -> dict:
         """GET sys/rekey/init: Vault's RekeyStatusResponse."""
+        self._check_target()
         config = await seal_config(self._core, "server is not yet initialized")
         require_unsealed(self._core)
         status = {
@@ -184,7 +184,8 @@ class Rekey:
 
     async def start(self, body: dict) -> dict:
         """PUT sys/rekey/init with lower-case `body` keys. Answers the status (200 in Vault, not 204)."""
-        config, verification_required = _start_parameters(body, self._core.seal.type)
+        self._check_target()
+        config, verification_required = _start_parameters(body)
         async with self._lock:
             require_unsealed(self._core)
             if self._current() is not None:
@@ -227,8 +228,8 @@ class Rekey:
             state.shares.add(key, "given key has already been provided during this generation operation")
             if state.shares.count < current.secret_threshold:
                 return await self.status()
-            root_key, wrapped = await recover_root_key(self._core, state.shares.take(), current.secret_threshold)
-            new_shares, new_keys = self._new_keys(state.config, root_key, wrapped)
+            quorum = await verify_quorum(self._core, state.shares.take())
+            new_shares, new_keys = await self._new_keys(state.config, quorum)
             result = {
                 "nonce": nonce, "complete": True, "keys": [share.hex() for share in new_shares],
                 "keys_base64": [base64.b64encode(share).decode() for share in new_shares],
@@ -241,33 +242,24 @@ class Rekey:
             await self._commit(state, new_keys)
             return result
 
-    def _new_keys(self, config: SealConfig, root_key: bytes, wrapped: bytes) -> tuple[list[bytes], _NewKeys]:
+    async def _new_keys(self, config: SealConfig, quorum: seal_module.Quorum) -> tuple[list[bytes], _NewKeys]:
         kek = self._core.randbytes(seal_module.key_bytes)
-        if config.secret_shares == 1:
-            shares = [kek]
-        else:
-            randbytes = self._core.randbytes
-            shares = shamir.split(
-                kek, config.secret_shares, config.secret_threshold,
-                randbelow=lambda bound: random_below(randbytes, bound),
-            )
-        return shares, _NewKeys(kek, self._core.seal.wrap_root_key(kek, root_key), wrapped)
+        shares = seal_module.split_key(kek, config.secret_shares, config.secret_threshold, self._core.randbytes)
+        guarded_path, ops = await self._core.seal.quorum_ops(kek, config, quorum)
+        return shares, _NewKeys(kek, ops, guarded_path, quorum.replaces)
 
     async def _commit(self, state: _RekeyState, new_keys: _NewKeys) -> None:
         """Write the new wrapping and the config that describes its shares, together. Holds the lock."""
         assert self._lock.locked()
         core = self._core
-        stored = await core.barrier.raw_get(STORED_KEYS_PATH)
+        stored = await core.barrier.raw_get(new_keys.guarded_path)
         if stored is None or not hmac.compare_digest(stored, new_keys.replaces):
             self._state = None
-            raise InternalError("the stored root key changed during the rekey; start the rekey again")
-        # Both paths are read while sealed, so they are plaintext; one transaction, so a crash leaves either the
-        # old shares or the new ones working, never a config that does not describe the stored wrapping.
-        await core.physical.transaction([
-            ("put", STORED_KEYS_PATH, new_keys.wrapped_root_key),
-            ("put", SEAL_CONFIG_PATH, state.config.encode()),
-        ])
-        core.seal.config = state.config
+            raise InternalError("the stored keys changed during the rekey; start the rekey again")
+        # The paths are read while sealed, so they are plaintext; one transaction, so a crash leaves either the
+        # old shares or the new ones working, never a config that does not describe the stored key.
+        await core.barrier.raw_transaction(new_keys.ops)
+        await core.seal.load_config()
         self._state = None
         logger.info(
             "unseal keys rekeyed: nonce=%s shares=%d threshold=%d",
@@ -331,7 +323,7 @@ class Rekey:
         return await self.verify_status()
 
 
-def _start_parameters(body: dict, seal_type: str) -> tuple[SealConfig, bool]:
+def _start_parameters(body: dict) -> tuple[SealConfig, bool]:
     """Vault's checks on a rekey request, in Vault's order, with its messages (all 400 here)."""
     if body.get("pgp_keys"):
         raise InvalidRequest("pgp_keys is not supported by this server")
@@ -347,7 +339,7 @@ def _start_parameters(body: dict, seal_type: str) -> tuple[SealConfig, bool]:
     verification_required = body.get("require_verification", False)
     if not isinstance(verification_required, bool):
         raise InvalidRequest("require_verification must be a boolean")
-    return SealConfig(seal_type, shares, threshold), verification_required
+    return SealConfig("shamir", shares, threshold), verification_required
 
 
 def _integer(body: dict, name: str) -> int:

@@ -11,6 +11,7 @@ from ..sdk import errors
 from . import seal as seal_module
 from .mounts import MountEntry
 
+default_recovery_shares, default_recovery_threshold = 5, 3  # the Vault CLI's defaults
 default_mounts = (
     ("sys/", "system", "system endpoints used for control, policy and debugging", "mounts"),
     ("auth/token/", "token", "token based credentials", "auth"),
@@ -34,6 +35,8 @@ def _validate(body: dict) -> tuple[int, int]:
 
 
 async def initialize(core, body: dict) -> dict:
+    if isinstance(core.seal, seal_module.AutoSeal):
+        return await _initialize_auto(core, body)
     shares, threshold = _validate(body)
     if await core.is_initialized():
         raise errors.InvalidRequest("Vault is already initialized")
@@ -48,6 +51,44 @@ async def initialize(core, body: dict) -> dict:
         "keys": [share.hex() for share in key_shares],
         "keys_base64": [base64.b64encode(share).decode() for share in key_shares],
         "root_token": root_token,
+    }
+
+
+def _validate_auto(body: dict, seal_type: str) -> tuple[int, int]:
+    """An auto seal takes recovery shares; the unseal keys live in the HSM (vault_api.md §2.1)."""
+    for unsupported in ("pgp_keys", "root_token_pgp_key", "recovery_pgp_keys"):
+        if body.get(unsupported):
+            raise errors.InvalidRequest(f"{unsupported} is not supported by this server")
+    if body.get("secret_shares") or body.get("secret_threshold"):
+        raise errors.InvalidRequest(
+            f"parameters secret_shares,secret_threshold not applicable to seal type {seal_type}")
+    if body.get("stored_shares") not in (None, 0, 1):
+        raise errors.InvalidRequest("stored_shares must be 1 with an auto seal")
+    try:
+        shares = int(body.get("recovery_shares") or default_recovery_shares)
+        threshold = int(body.get("recovery_threshold") or default_recovery_threshold)
+    except (TypeError, ValueError):
+        raise errors.InvalidRequest("recovery_shares and recovery_threshold must be integers") from None
+    seal_module.validate_shares(shares, threshold)
+    return shares, threshold
+
+
+async def _initialize_auto(core, body: dict) -> dict:
+    """Make the root key (HSM-encrypted) and the recovery keys, set up, and stay unsealed, as Vault does."""
+    shares, threshold = _validate_auto(body, core.seal.type)
+    if await core.is_initialized():
+        raise errors.InvalidRequest("Vault is already initialized")
+    recovery_shares = await core.seal.initialize(shares, threshold)
+    await core.seal.unseal_with_hsm()
+    try:
+        root_token = await _set_up(core)
+    except BaseException:
+        core._become_sealed()
+        raise
+    return {
+        "keys": [], "keys_base64": [], "root_token": root_token,
+        "recovery_keys": [share.hex() for share in recovery_shares],
+        "recovery_keys_base64": [base64.b64encode(share).decode() for share in recovery_shares],
     }
 
 
