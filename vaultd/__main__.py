@@ -50,9 +50,6 @@ def _server(arguments: argparse.Namespace) -> int:
         logging.getLogger("vaultd").critical(
             "UNSAFE: cluster.unsafe_stale_reads is on: the leader skips its read barrier and a deposed leader "
             "can serve stale reads. Test use only (jepsen_lite's mutation run); never in production.")
-    if cluster.seal.type != "shamir":
-        print(f"vaultd: seal.type: {cluster.seal.type!r} is not built yet; use type = \"shamir\"", file=sys.stderr)
-        return 2
     from raft.keyfile import KeyFileError
 
     try:

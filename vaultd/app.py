@@ -20,6 +20,8 @@ from .cluster import ClusterPhysical, RaftCluster
 from .config import ClusterConfig, NodeConfig
 from .core.core import Core, LogicalRequest, NodeInfo
 from .core.physical import LocalPhysical
+from .core.pkcs11_seal import Pkcs11Wrapper
+from .core.seal import SealUnavailable
 from .engines.auth.approle import approle_backend
 from .engines.auth.userpass import userpass_backend
 from .engines.kv import kv_v1_backend, kv_v2_backend
@@ -70,9 +72,11 @@ async def build_cluster_node(config: ClusterConfig, node: NodeConfig, **raft_opt
     try:
         cluster = RaftCluster(config, node, store, **raft_options)
         scheme = cluster.scheme
+        hsm = Pkcs11Wrapper(config.seal) if config.seal.type == "pkcs11" else None
         core = Core(ClusterPhysical(cluster), SystemClock(), os.urandom,
                     NodeInfo(config.name, f"{scheme}://{node.api_addr}", storage_type="raft"),
-                    engines=engine_catalog(), auth_methods=auth_catalog(), ha=cluster)
+                    engines=engine_catalog(), auth_methods=auth_catalog(), ha=cluster,
+                    hsm=hsm, hsm_disabled=config.seal.disabled)
         cluster.core = core
         await cluster.start()
     except BaseException:
@@ -126,16 +130,40 @@ async def _until_signalled() -> None:
     logger.info("shutting down")
 
 
+async def auto_unseal(core: Core) -> None:
+    """An auto seal unseals the node by itself, at start and after a restart, and keeps trying while the HSM
+    fails: one log line per new cause, retries backing off to `limits.auto_unseal_backoff_max_seconds`. Once
+    the HSM is back the node unseals without a restart. Nothing to do for a Shamir seal."""
+    delay, last_cause = limits.auto_unseal_interval_seconds, ""
+    while True:
+        try:
+            if await core.auto_unseal():
+                logger.info("unsealed through the %s seal", core.seal.type)
+            delay, last_cause = limits.auto_unseal_interval_seconds, ""
+        except SealUnavailable as error:
+            cause = str(error)
+            if cause != last_cause:
+                logger.error("auto-unseal failed, node stays sealed: %s; retrying with backoff", cause)
+            delay, last_cause = min(delay * 2, limits.auto_unseal_backoff_max_seconds), cause
+        except Exception:
+            logger.exception("auto-unseal failed; retrying")
+            delay = min(delay * 2, limits.auto_unseal_backoff_max_seconds)
+        await asyncio.sleep(delay)
+
+
 @contextlib.asynccontextmanager
 async def running(server: Server):
-    """Serve until cancelled, with the maintenance task alongside; stop everything in reverse order."""
-    task = asyncio.create_task(maintain(server.core), name="vaultd-maintenance")
+    """Serve until cancelled, with the maintenance and auto-unseal tasks alongside; stop in reverse order."""
+    tasks = [asyncio.create_task(maintain(server.core), name="vaultd-maintenance"),
+             asyncio.create_task(auto_unseal(server.core), name="vaultd-auto-unseal")]
     try:
         yield server
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await stop(server)
 
 

@@ -31,6 +31,7 @@ class SealConfig:
     key_label: str = ""
     mechanism: str = "CKM_AES_GCM"
     generate_key: bool = False
+    disabled: bool = False  # pkcs11 only: migrate away from this seal to Shamir (seal_migration.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +68,8 @@ class ClusterConfig:
 
 _tables = {
     "cluster": {"name", "raft_key_file", "request_forwarding", "unsafe_stale_reads"},
-    "seal": {"type", "lib", "token_label", "slot", "pin_env", "pin_file", "key_label", "mechanism", "generate_key"},
+    "seal": {"type", "lib", "token_label", "slot", "pin_env", "pin_file", "key_label", "mechanism", "generate_key",
+             "disabled"},
     "node": {"id", "api_addr", "raft_addr", "data_dir", "bootstrap"},
     "listener": {"tls_cert_file", "tls_key_file"},
     "telemetry": {"prometheus_retention_time", "disable_hostname"},
@@ -141,6 +143,7 @@ def _seal(table: dict, base: pathlib.Path) -> SealConfig:
         key_label=_string(table, "seal.key_label"),
         mechanism=_choice(table, "seal.mechanism", ("CKM_AES_GCM",), "CKM_AES_GCM"),
         generate_key=_bool(table, "seal.generate_key", False),
+        disabled=_bool(table, "seal.disabled", False),
     )
 
 

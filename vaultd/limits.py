@@ -14,3 +14,8 @@ encryptions_per_term_max = 3_865_470_566
 
 assert request_body_bytes_max > value_bytes_max
 assert encryptions_per_term_max < 2**32
+
+# Auto-unseal (PKCS#11): how often a sealed node with an auto seal tries, and the longest backoff after HSM faults.
+auto_unseal_interval_seconds = 0.5
+auto_unseal_backoff_max_seconds = 30.0
+assert 0 < auto_unseal_interval_seconds < auto_unseal_backoff_max_seconds

@@ -46,6 +46,12 @@ async def _key_and_nonce(request: web.Request) -> tuple[bytes, str]:
     return decode_key(body["key"]), nonce
 
 
+def _rekey(request: web.Request):
+    """sys/rekey/* rekeys the unseal keys; sys/rekey-recovery-key/* the recovery keys of an auto seal."""
+    core = request.app[CORE]
+    return core.rekey_recovery if request.path.startswith("/v1/sys/rekey-recovery-key/") else core.rekey
+
+
 def _no_content() -> web.Response:
     return web.Response(status=204)
 
@@ -54,34 +60,34 @@ def _no_content() -> web.Response:
 
 
 async def _rekey_status(request: web.Request) -> web.Response:
-    return json_response(await request.app[CORE].rekey.status())
+    return json_response(await _rekey(request).status())
 
 
 async def _rekey_start(request: web.Request) -> web.Response:
-    return json_response(await request.app[CORE].rekey.start(await _body(request)))
+    return json_response(await _rekey(request).start(await _body(request)))
 
 
 async def _rekey_cancel(request: web.Request) -> web.Response:
-    await request.app[CORE].rekey.cancel()
+    await _rekey(request).cancel()
     return _no_content()
 
 
 async def _rekey_update(request: web.Request) -> web.Response:
     key, nonce = await _key_and_nonce(request)
-    return json_response(await request.app[CORE].rekey.update(key, nonce))
+    return json_response(await _rekey(request).update(key, nonce))
 
 
 async def _rekey_verify_status(request: web.Request) -> web.Response:
-    return json_response(await request.app[CORE].rekey.verify_status())
+    return json_response(await _rekey(request).verify_status())
 
 
 async def _rekey_verify_update(request: web.Request) -> web.Response:
     key, nonce = await _key_and_nonce(request)
-    return json_response(await request.app[CORE].rekey.verify_update(key, nonce))
+    return json_response(await _rekey(request).verify_update(key, nonce))
 
 
 async def _rekey_verify_restart(request: web.Request) -> web.Response:
-    return json_response(await request.app[CORE].rekey.verify_restart())
+    return json_response(await _rekey(request).verify_restart())
 
 
 # --- sys/generate-root ---------------------------------------------------------------------------------
@@ -111,6 +117,14 @@ _routes: dict[str, dict[str, Handler]] = {
     },
     "/v1/sys/rekey/update": {"PUT": _rekey_update, "POST": _rekey_update},
     "/v1/sys/rekey/verify": {
+        "GET": _rekey_verify_status, "PUT": _rekey_verify_update, "POST": _rekey_verify_update,
+        "DELETE": _rekey_verify_restart,
+    },
+    "/v1/sys/rekey-recovery-key/init": {
+        "GET": _rekey_status, "PUT": _rekey_start, "POST": _rekey_start, "DELETE": _rekey_cancel,
+    },
+    "/v1/sys/rekey-recovery-key/update": {"PUT": _rekey_update, "POST": _rekey_update},
+    "/v1/sys/rekey-recovery-key/verify": {
         "GET": _rekey_verify_status, "PUT": _rekey_verify_update, "POST": _rekey_verify_update,
         "DELETE": _rekey_verify_restart,
     },
