@@ -17,7 +17,7 @@ setup: $(STAMP)
 
 # Debian packages the tests need: iptables for the partition tests (inside `unshare -rn`, never the host's
 # rules). Installed when missing, as CI runs as root; otherwise the command to run is printed.
-DEB_PACKAGES := iptables
+DEB_PACKAGES := iptables softhsm2
 system-packages:
 	@missing=""; for package in $(DEB_PACKAGES); do 		dpkg -s $$package >/dev/null 2>&1 || missing="$$missing $$package"; done; 	if [ -n "$$missing" ]; then 		if [ "$$(id -u)" = 0 ]; then 			echo "installing$$missing"; apt-get update -qq && 			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; 		else echo "make: the tests need Debian packages:$$missing (sudo apt-get install$$missing)"; exit 1; fi; fi
 
@@ -47,7 +47,7 @@ bench-failover: setup
 
 # The 3-node cluster of cluster.toml: initialised once (keys in data/init.json until PKCS#11 auto-unseal lands),
 # unsealed, healthy; Ctrl-C stops it.
-run: setup
+run: setup system-packages
 	$(PY) -m vaultd.devcluster run cluster.toml
 
 dev: setup

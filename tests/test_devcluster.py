@@ -8,7 +8,9 @@ that runs `fake_node` below instead of `vaultd server`. Each fake node serves th
 init and unseal answers; init goes through a state file shared by the nodes, which each node "receives" only
 `replication_delay` seconds after it was written (until then it answers 501 and 400 "Vault is not initialized"),
 and the first bootstrap node "wins the election" only `election_delay` seconds after it starts (until then init
-answers 503), so the retries are exercised. The real-cluster tests run the same API against real vaultd nodes.
+answers 503), so the retries are exercised. A fake node of a pkcs11 config takes recovery_shares at init and
+unseals itself once it sees the state; it logs its SOFTHSM2_CONF. The real-cluster tests run the same API
+against real vaultd nodes. The pkcs11 configs get a real SoftHSM2 token, checked by a real Pkcs11Wrapper.
 """
 
 import http.server
@@ -17,6 +19,7 @@ import json
 import os
 import pathlib
 import stat
+import subprocess
 import sys
 import threading
 import tomllib
@@ -24,6 +27,7 @@ import tomllib
 import pytest
 
 from vaultd import config, devcluster
+from vaultd.core.pkcs11_seal import Pkcs11Wrapper
 
 fake_node = r'''
 import http.server, json, os, pathlib, signal, sys, time, tomllib
@@ -39,9 +43,15 @@ leader = next(node for node in nodes if node.get("bootstrap", True))
 state_path = config_path.parent / "fake-state.json"
 started, shares = time.monotonic(), set()
 election_delay, replication_delay = 0.3, 0.5
+auto_unseal = document.get("seal", {}).get("type") == "pkcs11"
+print(f"fake node {node_id}: SOFTHSM2_CONF={os.environ.get('SOFTHSM2_CONF')}", flush=True)
 if os.environ.get("FAKE_NODE_FAIL"):
     print("fake node: refusing to start, as asked", flush=True)
     sys.exit(3)
+
+
+def sealed(current):
+    return current is None or (not auto_unseal and len(shares) < current["threshold"])
 
 
 def state():
@@ -66,9 +76,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         current = state()
         if self.path == "/v1/sys/health":
-            status = 501 if current is None else 503 if len(shares) < current["threshold"] else (
-                200 if is_leader() else 473)
+            status = 501 if current is None else 503 if sealed(current) else (200 if is_leader() else 473)
             return self.answer(status, {"initialized": current is not None})
+        if self.path == "/v1/sys/seal-status":
+            return self.answer(200, {"type": "pkcs11" if auto_unseal else "shamir", "sealed": sealed(current),
+                                     "recovery_seal": auto_unseal})
         if self.path == "/v1/sys/leader":
             return self.answer(200, {"ha_enabled": True, "is_self": is_leader(),
                                      "leader_address": "http://" + leader["api_addr"]})
@@ -82,9 +94,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.answer(400, {"errors": ["Vault is already initialized"]})
             if not is_leader() and not (me is not leader and time.monotonic() - started >= election_delay):
                 return self.answer(503, {"errors": ["no leader yet"]})
-            keys = [f"{index:02x}" * 16 for index in range(body["secret_shares"])]
+            kind = "recovery" if auto_unseal else "secret"
+            if set(body) != {f"{kind}_shares", f"{kind}_threshold"}:
+                return self.answer(400, {"errors": [f"want {kind}_shares and {kind}_threshold, not {sorted(body)}"]})
+            keys = [f"{index:02x}" * 16 for index in range(body[f"{kind}_shares"])]
             result = {"keys": keys, "keys_base64": keys, "root_token": "hvs.fake-root"}
-            state_path.write_text(json.dumps({**result, "threshold": body["secret_threshold"]}))
+            if auto_unseal:
+                result = {"keys": [], "keys_base64": [], "recovery_keys": keys, "recovery_keys_base64": keys,
+                          "root_token": "hvs.fake-root"}
+            state_path.write_text(json.dumps({**result, "threshold": body[f"{kind}_threshold"]}))
             return self.answer(200, result)
         if self.path == "/v1/sys/unseal":
             if current is None:
@@ -144,6 +162,8 @@ def test_write_config_refuses_what_it_cannot_write(tmp_path):
         devcluster.write_config(tmp_path / "other", nodes=2, joiners=1, hosts=["127.0.0.1", "127.0.0.1"])
     with pytest.raises(ValueError, match="nodes >= 1"):
         devcluster.write_config(tmp_path / "other", nodes=0)
+    with pytest.raises(ValueError, match="seal must be shamir or pkcs11, not 'awskms'"):
+        devcluster.write_config(tmp_path / "other", nodes=1, seal="awskms")
     assert not (tmp_path / "other").exists()
 
 
@@ -303,13 +323,100 @@ def test_make_run_initialises_once_and_then_unseals_from_init_json(tmp_path, fak
     assert f"unsealed with the keys in {init_path}" in out.getvalue()
 
 
-def test_make_run_refuses_a_seal_that_is_not_built_and_makes_a_missing_key(tmp_path):
+def test_make_run_refuses_an_unknown_seal_and_makes_a_missing_key(tmp_path):
     path = devcluster.write_config(tmp_path, nodes=1)
     (tmp_path / "data" / "raft.key").unlink()
     out = io.StringIO()
     devcluster.prepare(devcluster.DevCluster(path), out)
     assert stat.S_IMODE((tmp_path / "data" / "raft.key").stat().st_mode) == 0o600
     assert "Wrote a new cluster key" in out.getvalue()
-    path.write_text(path.read_text().replace('type = "shamir"', 'type = "pkcs11"'))
+    path.write_text(path.read_text().replace('type = "shamir"', 'type = "awskms"'))
     assert devcluster.run_until_stopped(path, out) == 2
     assert os.listdir(tmp_path / "data") == ["raft.key"]
+
+
+# --- the pkcs11 seal: a SoftHSM2 token of the cluster's own -------------------------------------------------------
+
+
+@pytest.fixture
+def system_token_store():
+    """Fails the test if it touched the system's SoftHSM2 token store."""
+    root = pathlib.Path("/var/lib/softhsm")
+
+    def listing():
+        return sorted((str(path), path.stat().st_mtime_ns) for path in root.rglob("*")) if root.exists() else []
+
+    before = listing()
+    yield
+    assert listing() == before
+
+
+def softhsm_seal(pin: str) -> str:
+    return "\n".join(['type = "pkcs11"', f"lib = {json.dumps(devcluster.softhsm_lib)}", 'token_label = "vaultd"', pin,
+                      'key_label = "vaultd-unseal"', "generate_key = true"])
+
+
+def test_write_config_with_a_pkcs11_seal_makes_a_token_of_its_own(tmp_path, monkeypatch, system_token_store):
+    directory = tmp_path.resolve() / "c"
+    path = devcluster.write_config(directory, nodes=3, seal="pkcs11")
+    assert tomllib.loads(path.read_text())["seal"] == {
+        "type": "pkcs11", "lib": "/usr/lib/softhsm/libsofthsm2.so", "token_label": "vaultd",
+        "pin_file": "data/hsm.pin", "key_label": "vaultd-unseal", "mechanism": "CKM_AES_GCM", "generate_key": True}
+    loaded = config.load(path)
+    pin_file, conf, token_dir = (directory / "data" / name for name in ("hsm.pin", "softhsm2.conf", "softhsm"))
+    assert (loaded.seal.pin_file, loaded.seal.pin_env, loaded.seal.generate_key) == (pin_file, "", True)
+    assert stat.S_IMODE(pin_file.stat().st_mode) == 0o600 and len(pin_file.read_text().strip()) == 32
+    assert stat.S_IMODE(token_dir.stat().st_mode) == 0o700 and len(list(token_dir.iterdir())) == 1
+    assert f"directories.tokendir = {token_dir}\n" in conf.read_text()
+    assert devcluster.DevCluster(path).env == {"SOFTHSM2_CONF": str(conf)}
+    assert devcluster.DevCluster(path, env={"SOFTHSM2_CONF": "/elsewhere"}).env == {"SOFTHSM2_CONF": "/elsewhere"}
+    listing = subprocess.run(["softhsm2-util", "--show-slots"], env={**os.environ, "SOFTHSM2_CONF": str(conf)},
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+    assert listing.count("Label:            vaultd ") == 1
+    monkeypatch.setenv("SOFTHSM2_CONF", str(conf))
+    with Pkcs11Wrapper(loaded.seal, environ={}) as wrapper:  # the pin file opens the token, and the key is made
+        assert wrapper.decrypt(wrapper.encrypt(b"root key", b"aad"), b"aad") == b"root key"
+    with pytest.raises(devcluster.DevClusterError, match="softhsm2.conf exists"):
+        devcluster.make_softhsm_token(directory)
+    assert devcluster.DevCluster(devcluster.write_config(tmp_path / "s", nodes=1)).env == {}
+
+
+def test_make_run_with_a_pkcs11_seal_makes_the_token_and_the_nodes_unseal_themselves(tmp_path, fake_python,
+                                                                                      system_token_store):
+    path = devcluster.write_config(tmp_path, nodes=3)
+    path.write_text(path.read_text().replace('type = "shamir"', softhsm_seal('pin_file = "data/hsm.pin"')))
+    out = io.StringIO()
+    with devcluster.DevCluster(path, python=fake_python) as cluster:
+        devcluster.prepare(cluster, out)
+        assert f"Made the SoftHSM2 token 'vaultd' in {tmp_path / 'data' / 'softhsm'}" in out.getvalue()
+        assert stat.S_IMODE((tmp_path / "data" / "hsm.pin").stat().st_mode) == 0o600
+        assert devcluster.bring_up(cluster, out) == "n1"
+        assert (cluster.keys, len(cluster.recovery_keys), cluster.root_token) == ([], 5, "hvs.fake-root")
+        assert f"SOFTHSM2_CONF={cluster.softhsm_conf}" in cluster.log_path("n2").read_text()
+    init = json.loads((tmp_path / "data" / "init.json").read_text())
+    assert (init["keys"], len(init["recovery_keys"])) == ([], devcluster.init_shares)
+    text = out.getvalue()
+    assert "3 nodes up, initialised now with 5 recovery key shares, threshold 3; auto-unsealed through PKCS#11" in text
+    assert "Recovery keys and root token:" in text and "Keeping unseal keys on disk" not in text
+
+    out = io.StringIO()
+    with devcluster.DevCluster(path, python=fake_python) as cluster:
+        devcluster.prepare(cluster, out)  # the token is there: nothing is made
+        assert devcluster.bring_up(cluster, out) == "n1"
+        assert cluster.recovery_keys == init["recovery_keys"]
+    assert "Made the SoftHSM2 token" not in out.getvalue() and "3 nodes up, auto-unsealed through PKCS#11." in \
+        out.getvalue()
+
+
+def test_make_run_makes_a_token_for_the_pin_of_pin_env(tmp_path, monkeypatch, system_token_store):
+    path = devcluster.write_config(tmp_path, nodes=1)
+    path.write_text(path.read_text().replace('type = "shamir"', softhsm_seal('pin_env = "VAULTD_TEST_HSM_PIN"')))
+    monkeypatch.delenv("VAULTD_TEST_HSM_PIN", raising=False)
+    with pytest.raises(devcluster.DevClusterError, match="pin_env = 'VAULTD_TEST_HSM_PIN' is not set"):
+        devcluster.prepare(devcluster.DevCluster(path), io.StringIO())
+    assert not (tmp_path / "data" / "softhsm").exists() and not (tmp_path / "data" / "softhsm2.conf").exists()
+    monkeypatch.setenv("VAULTD_TEST_HSM_PIN", "4321")
+    devcluster.prepare(devcluster.DevCluster(path), io.StringIO())
+    monkeypatch.setenv("SOFTHSM2_CONF", str(tmp_path / "data" / "softhsm2.conf"))
+    with Pkcs11Wrapper(config.load(path).seal) as wrapper:
+        wrapper.check()

@@ -5,6 +5,12 @@
 `<log_dir>/<id>.log`), initialises and unseals the cluster over Vault's HTTP API, waits for it to be healthy,
 and signals, pauses and stops the processes. `python -m vaultd.devcluster run CONFIG` is `make run`.
 
+With `write_config(..., seal="pkcs11")` the cluster auto-unseals through SoftHSM2 (Debian's `softhsm2`): the
+config's folder gets `data/softhsm/` (the token directory), `data/softhsm2.conf` (its own SOFTHSM2_CONF, so the
+system token store is never touched), a random pin in `data/hsm.pin` (mode 0600) and a token labelled "vaultd".
+Every node gets `SOFTHSM2_CONF=<folder>/data/softhsm2.conf`; `initialize` asks for recovery keys, and `unseal`
+waits for the nodes to unseal themselves.
+
 Standard library only, so that it runs before the project is installed. Every wait has a deadline and ends
 with an error naming what did not happen and, for a process that died, the end of its log.
 
@@ -23,6 +29,7 @@ import ipaddress
 import json
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -42,6 +49,13 @@ raft_key_timeout_seconds = 60.0
 log_tail_bytes = 4000
 watch_interval_seconds = 1.0  # how often `run` looks for a node that died
 init_shares, init_threshold = 5, 3  # what `run` initialises with, as `vault operator init`
+softhsm_lib = "/usr/lib/softhsm/libsofthsm2.so"  # Debian's softhsm2
+softhsm_conf_name = "data/softhsm2.conf"  # these three relative to the config's folder
+softhsm_token_dir_name = "data/softhsm"
+hsm_pin_file_name = "data/hsm.pin"
+hsm_token_label, hsm_key_label = "vaultd", "vaultd-unseal"
+hsm_pin_bytes = 16  # random bytes of a generated pin (written as hex)
+softhsm_util_timeout_seconds = 30.0
 assert poll_interval_seconds < probe_timeout_seconds < start_timeout_seconds
 assert 1 <= init_threshold <= init_shares
 
@@ -90,10 +104,11 @@ _opener = urllib.request.build_opener(_NoRedirect(), urllib.request.ProxyHandler
 
 
 def write_config(directory, *, nodes: int = 3, hosts=None, request_forwarding: str = "forward", joiners: int = 0,
-                 name: str = "local") -> pathlib.Path:
+                 name: str = "local", seal: str = "shamir") -> pathlib.Path:
     """Write `directory/cluster.toml`: nodes n1..n<nodes> (the initial voters), then `joiners` more with
     `bootstrap = false`, node i on `hosts[i]` (one host per node, joiners included; default 127.0.0.1) with free
-    API and Raft ports, `data_dir = "data/<id>"`, a shamir seal and a fresh key in data/raft.key (mode 0600).
+    API and Raft ports, `data_dir = "data/<id>"`, the `seal` ("shamir", or "pkcs11": a new SoftHSM2 token, see
+    `make_softhsm_token`) and a fresh key in data/raft.key (mode 0600).
     Refuses to overwrite a cluster.toml: a cluster keeps its key."""
     directory = pathlib.Path(directory)
     total = nodes + joiners
@@ -104,6 +119,10 @@ def write_config(directory, *, nodes: int = 3, hosts=None, request_forwarding: s
         raise ValueError(f"write_config: hosts has {len(hosts)} entries for {total} nodes (joiners included)")
     if request_forwarding not in ("forward", "redirect"):
         raise ValueError(f"write_config: request_forwarding must be forward or redirect, not {request_forwarding!r}")
+    if seal not in ("shamir", "pkcs11"):
+        raise ValueError(f"write_config: seal must be shamir or pkcs11, not {seal!r}")
+    if seal == "pkcs11" and shutil.which("softhsm2-util") is None:
+        raise DevClusterError("write_config: softhsm2-util is not installed: apt-get install softhsm2")
     path = directory / "cluster.toml"
     if path.exists():
         raise FileExistsError(f"{path} exists; a cluster keeps its config and key")
@@ -112,7 +131,12 @@ def write_config(directory, *, nodes: int = 3, hosts=None, request_forwarding: s
     make_raft_key(directory / "data" / "raft.key")
     lines = ["# Written by vaultd.devcluster.write_config.", "", "[cluster]", f"name = {_toml(name)}",
              'raft_key_file = "data/raft.key"', f"request_forwarding = {_toml(request_forwarding)}", "",
-             "[seal]", 'type = "shamir"']
+             "[seal]", f"type = {_toml(seal)}"]
+    if seal == "pkcs11":
+        make_softhsm_token(directory)
+        lines += [f"lib = {_toml(softhsm_lib)}", f"token_label = {_toml(hsm_token_label)}",
+                  f"pin_file = {_toml(hsm_pin_file_name)}", f"key_label = {_toml(hsm_key_label)}",
+                  'mechanism = "CKM_AES_GCM"', "generate_key = true"]
     for index, host in enumerate(hosts):
         node_id = f"n{index + 1}"
         api_port, raft_port = ports[index]
@@ -156,6 +180,57 @@ def make_raft_key(path) -> None:
     if completed.returncode != 0:
         raise DevClusterError(f"vaultd operator raft-key {path} exited {completed.returncode}: "
                               f"{completed.stderr.strip()}")
+
+
+def make_softhsm_token(directory, *, token_label: str = hsm_token_label, pin: str | None = None,
+                       pin_file: str | None = hsm_pin_file_name) -> pathlib.Path:
+    """Under `directory` (a cluster's config folder): `data/softhsm/` (the token directory, mode 0700),
+    `data/softhsm2.conf` pointing at it, and a SoftHSM2 token labelled `token_label` whose user pin is `pin`, or
+    a random one written to `directory/pin_file` (mode 0600). The security officer pin is random and kept
+    nowhere. Refuses when the conf or the token directory exists. Returns the conf's path."""
+    directory = pathlib.Path(directory)
+    conf, token_dir = directory / softhsm_conf_name, directory / softhsm_token_dir_name
+    for existing in (conf, token_dir):
+        if existing.exists():
+            raise DevClusterError(f"{existing} exists; remove {conf} and {token_dir} to make a new token")
+    if pin is None:
+        if pin_file is None:
+            raise ValueError("make_softhsm_token: give a pin or a pin_file to write a random one to")
+        pin = os.urandom(hsm_pin_bytes).hex()
+        (directory / pin_file).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _write_private(directory / pin_file, pin + "\n")
+    token_dir.mkdir(mode=0o700, parents=True)
+    write_softhsm_conf(conf, token_dir)
+    init_softhsm_token(conf, token_label, pin, os.urandom(hsm_pin_bytes).hex())
+    return conf
+
+
+def write_softhsm_conf(conf_path, token_dir) -> None:
+    """A SoftHSM2 config of its own (for SOFTHSM2_CONF): file objects in `token_dir`, errors only in syslog."""
+    token_dir = pathlib.Path(token_dir).resolve()
+    assert str(token_dir).isprintable() and "\n" not in str(token_dir), token_dir
+    pathlib.Path(conf_path).write_text(
+        "# Written by vaultd.devcluster: this cluster's own SoftHSM2 token store (never /var/lib/softhsm).\n"
+        f"directories.tokendir = {token_dir}\nobjectstore.backend = file\nlog.level = ERROR\n")
+
+
+def init_softhsm_token(conf_path, label: str, pin: str, so_pin: str) -> None:
+    """`softhsm2-util --init-token --free` in the store of `conf_path` (SOFTHSM2_CONF), never the system's."""
+    command = ["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", so_pin]
+    environment = {**os.environ, "SOFTHSM2_CONF": str(pathlib.Path(conf_path).resolve())}
+    try:
+        completed = subprocess.run(command, capture_output=True, text=True, env=environment,
+                                   timeout=softhsm_util_timeout_seconds, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise DevClusterError("softhsm2-util is not installed: apt-get install softhsm2 (`make run` installs it)") \
+            from None
+    except subprocess.TimeoutExpired:
+        raise DevClusterError(f"softhsm2-util --init-token did not finish within {softhsm_util_timeout_seconds:g}s") \
+            from None
+    if completed.returncode != 0:  # the output names no pin; the command line is not repeated, as it holds them
+        output = " ".join((completed.stderr + " " + completed.stdout).split())
+        raise DevClusterError(f"softhsm2-util --init-token --label {label} (SOFTHSM2_CONF={conf_path}) exited "
+                              f"{completed.returncode}: {output}")
 
 
 def _listening(host: str, port: int) -> bool:
@@ -225,10 +300,14 @@ class DevCluster:
         self.node_ids = tuple(node.id for node in nodes)
         self.bootstrap_ids = tuple(node.id for node in nodes if node.bootstrap)
         self.log_dir = pathlib.Path(log_dir) if log_dir is not None else self.directory / "data" / "logs"
-        self.env = dict(env or {})
+        self.seal_type = str((self.document.get("seal") or {}).get("type", "shamir"))
+        # A pkcs11 cluster's nodes find its own SoftHSM2 store; a SOFTHSM2_CONF in `env` wins.
+        pkcs11_env = {"SOFTHSM2_CONF": str(self.softhsm_conf)} if self.seal_type == "pkcs11" else {}
+        self.env = {**pkcs11_env, **(env or {})}
         self.python = str(python)
         self.init_result: dict | None = None
-        self.keys: list[str] = []  # hex, as sys/init's "keys"
+        self.keys: list[str] = []  # hex, as sys/init's "keys"; none for a pkcs11 seal
+        self.recovery_keys: list[str] = []  # hex, as sys/init's "recovery_keys" (pkcs11 only)
         self.root_token: str | None = None
         self._processes: dict[str, subprocess.Popen] = {}
         self._paused: set[str] = set()
@@ -261,6 +340,11 @@ class DevCluster:
     @property
     def raft_key_file(self) -> pathlib.Path:
         return self.directory / (self.document.get("cluster") or {}).get("raft_key_file", "data/raft.key")
+
+    @property
+    def softhsm_conf(self) -> pathlib.Path:
+        """The SOFTHSM2_CONF the nodes of a pkcs11 cluster get."""
+        return self.directory / softhsm_conf_name
 
     # --- processes -----------------------------------------------------------------------------------------------
 
@@ -430,14 +514,16 @@ class DevCluster:
 
     def initialize(self, shares: int = 1, threshold: int = 1, timeout: float = 30.0) -> dict:
         """PUT sys/init on the running bootstrap nodes in turn until one answers 200, retrying no answer, 5xx and
-        429 (no leader yet) until `timeout`; keep the answer in `init_result`, `keys` and `root_token`."""
+        429 (no leader yet) until `timeout`; keep the answer in `init_result`, `keys` (or `recovery_keys`) and
+        `root_token`. A pkcs11 cluster is asked for `shares` recovery keys, a Shamir one for unseal keys."""
         deadline = time.monotonic() + timeout
         last = "no bootstrap node is running"
+        kind = "recovery" if self.seal_type == "pkcs11" else "secret"
+        body = {f"{kind}_shares": shares, f"{kind}_threshold": threshold}
         while True:
             for node_id in [name for name in self.bootstrap_ids if self.running(name)]:
                 try:
-                    response = self.request(node_id, "PUT", "/v1/sys/init",
-                                            {"secret_shares": shares, "secret_threshold": threshold})
+                    response = self.request(node_id, "PUT", "/v1/sys/init", body)
                 except ConnectionError as error:
                     last = str(error)
                     continue
@@ -453,13 +539,19 @@ class DevCluster:
 
     def set_init_result(self, result: dict) -> None:
         """Adopt an init answer (from `initialize`, or saved by an earlier run) for `unseal` and `root_token`."""
-        if not isinstance(result, dict) or not result.get("keys") or not result.get("root_token"):
-            raise DevClusterError("an init result needs its keys and root_token")
-        self.init_result, self.keys, self.root_token = result, list(result["keys"]), result["root_token"]
+        keys = "recovery_keys" if self.seal_type == "pkcs11" else "keys"
+        if not isinstance(result, dict) or not result.get(keys) or not result.get("root_token"):
+            raise DevClusterError(f"an init result needs its {keys} and root_token")
+        self.init_result, self.root_token = result, result["root_token"]
+        self.keys, self.recovery_keys = list(result.get("keys") or []), list(result.get("recovery_keys") or [])
 
     def unseal(self, node_id: str | None = None, timeout: float = 30.0) -> None:
         """Unseal `node_id`, or every running node in turn: submit keys until the node says unsealed, retrying
-        "not initialized" (a follower without the replicated seal config yet), 5xx, 429 and no answer."""
+        "not initialized" (a follower without the replicated seal config yet), 5xx, 429 and no answer. A pkcs11
+        node unseals itself: this waits for it (`wait_unsealed`)."""
+        if self.seal_type == "pkcs11":
+            self.wait_unsealed(node_id, timeout)
+            return
         if not self.keys:
             raise DevClusterError("unseal: no unseal keys; call initialize() or set_init_result() first")
         targets = [node_id] if node_id is not None else [name for name in self.node_ids if self.running(name)]
@@ -476,6 +568,29 @@ class DevCluster:
                     last = error
                 if time.monotonic() >= deadline:
                     raise WaitTimeout(f"{target} was not unsealed within {timeout:g}s; last: {last}")
+                time.sleep(poll_interval_seconds)
+
+    def wait_unsealed(self, node_id: str | None = None, timeout: float = 30.0) -> None:
+        """Wait until `node_id`, or every running node, says `"sealed": false` in sys/seal-status."""
+        targets = [node_id] if node_id is not None else [name for name in self.node_ids if self.running(name)]
+        if not targets:
+            raise DevClusterError("wait_unsealed: no node is running")
+        deadline = time.monotonic() + timeout
+        for target in targets:
+            while True:
+                self._check_alive(target)
+                try:
+                    response = self.request(target, "GET", "/v1/sys/seal-status", timeout=probe_timeout_seconds)
+                    status = _json_object(response)
+                    if response.status == 200 and status.get("sealed") is False:
+                        break
+                    last = f"HTTP {response.status}, " + (f"sealed {status.get('sealed')}, type {status.get('type')}"
+                                                          if response.status == 200 else _errors(response))
+                except ConnectionError as error:
+                    last = str(error)
+                if time.monotonic() >= deadline:
+                    raise WaitTimeout(f"{target} did not unseal itself within {timeout:g}s; last: {last}; the end of "
+                                      f"{self.log_path(target)}:\n{self.log_tail(target)}")
                 time.sleep(poll_interval_seconds)
 
     def _submit_keys(self, node_id: str) -> None:
@@ -608,14 +723,49 @@ def _interrupt(signal_number, frame):
 
 
 def prepare(cluster: DevCluster, out) -> None:
-    """Refuse a seal this server cannot run yet; create the Raft key file when it is missing."""
-    seal_type = (cluster.document.get("seal") or {}).get("type", "shamir")
-    if seal_type != "shamir":
-        raise DevClusterError(f"{cluster.config_path}: [seal] type = {seal_type!r} is not built yet (the PKCS#11 "
-                              'issue); `vaultd server` runs type = "shamir" only: set that in the [seal] table')
+    """Create what is missing: the Raft key file, and a pkcs11 cluster's SoftHSM2 token."""
+    if cluster.seal_type not in ("shamir", "pkcs11"):
+        raise DevClusterError(f"{cluster.config_path}: [seal] type = {cluster.seal_type!r}: want shamir or pkcs11")
     if not cluster.raft_key_file.exists():
         make_raft_key(cluster.raft_key_file)
         print(f"Wrote a new cluster key to {cluster.raft_key_file} (mode 0600).", file=out)
+    if cluster.seal_type == "pkcs11":
+        _prepare_softhsm(cluster, out)
+
+
+def _prepare_softhsm(cluster: DevCluster, out) -> None:
+    """With SoftHSM2 as the [seal] lib and no data/softhsm2.conf yet: make the token, with the pin of the
+    config's pin_file (a random one written there when the file is missing) or of its pin_env variable."""
+    seal = cluster.document.get("seal") or {}
+    if "softhsm" not in os.path.basename(str(seal.get("lib", ""))).lower() or cluster.softhsm_conf.exists():
+        return  # an HSM of the operator's own, or the token made by an earlier run
+    token_dir = cluster.directory / softhsm_token_dir_name
+    if token_dir.exists():
+        raise DevClusterError(f"{token_dir} exists but {cluster.softhsm_conf} does not; remove {token_dir} (and "
+                              "the nodes' data, which its key sealed) to start afresh")
+    pin, pin_file = None, seal.get("pin_file")
+    if not pin_file:
+        pin = os.environ.get(str(seal.get("pin_env", "")))
+        if not pin:
+            raise DevClusterError(f"[seal] pin_env = {seal.get('pin_env')!r} is not set: set it to the pin the new "
+                                  "SoftHSM2 token gets, or use pin_file")
+    elif (cluster.directory / pin_file).exists():
+        pin = _read_pin_file(cluster.directory / pin_file)
+    label = str(seal.get("token_label") or hsm_token_label)
+    make_softhsm_token(cluster.directory, token_label=label, pin=pin, pin_file=pin_file)
+    where = f"in {pin_file} (mode 0600)" if pin_file else f"${seal.get('pin_env')}"
+    print(f"Made the SoftHSM2 token {label!r} in {token_dir} (SOFTHSM2_CONF={cluster.softhsm_conf}); its pin is "
+          f"{where}.", file=out)
+
+
+def _read_pin_file(path: pathlib.Path) -> str:
+    try:
+        pin = path.read_text().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as error:
+        raise DevClusterError(f"{path}: cannot read the pin: {error}") from None
+    if not pin:
+        raise DevClusterError(f"{path}: the pin file is empty")
+    return pin
 
 
 def bring_up(cluster: DevCluster, out) -> str:
@@ -633,6 +783,7 @@ def bring_up(cluster: DevCluster, out) -> str:
     else:
         result = cluster.initialize(shares=init_shares, threshold=init_threshold)
         _write_private(init_path, json.dumps(result, indent=2) + "\n")
+    # A pkcs11 cluster's nodes unseal themselves: `unseal` waits for them.
     try:
         cluster.unseal()
     except WaitTimeout as error:
@@ -665,13 +816,21 @@ def summary(cluster: DevCluster, active: str, init_path: pathlib.Path, initialis
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     table = "\n".join("    ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
                       for row in rows)
-    how = (f"initialised now with {init_shares} unseal key shares, threshold {init_threshold}" if initialised_now
-           else f"unsealed with the keys in {init_path}")
+    if cluster.seal_type == "pkcs11":
+        how = (f"initialised now with {init_shares} recovery key shares, threshold {init_threshold}; "
+               if initialised_now else "") + "auto-unsealed through PKCS#11"
+        keys = [f"Recovery keys and root token: {init_path} (mode 0600). Recovery keys authorise generate-root and "
+                "rekey; they never decrypt data."]
+    else:
+        how = (f"initialised now with {init_shares} unseal key shares, threshold {init_threshold}" if initialised_now
+               else f"unsealed with the keys in {init_path}")
+        keys = [f"Unseal keys and root token: {init_path} (mode 0600).",
+                "  Keeping unseal keys on disk is for this local cluster only, until the PKCS#11 auto-unseal issue "
+                "lands."]
     return "\n".join([
         f'vaultd cluster "{(cluster.document.get("cluster") or {}).get("name", "vaultd")}": '
         f"{_count(sum(map(cluster.running, cluster.node_ids)), 'node')} up, {how}.", "", table, "",
-        f"Unseal keys and root token: {init_path} (mode 0600).",
-        "  Keeping unseal keys on disk is for this local cluster only, until the PKCS#11 auto-unseal issue lands.",
+        *keys,
         f"Root token: {cluster.root_token}",
         f"Logs: {cluster.log_dir}/<node>.log", "",
         f"    export VAULT_ADDR='{cluster.api_url(active)}'",

@@ -42,7 +42,7 @@ def start_cluster(directory: pathlib.Path, *, raft_table: str = "", **options) -
     devcluster = DevCluster(config, log_dir=directory / "logs")
     try:
         devcluster.start()
-        devcluster.initialize(shares=1, threshold=1)
+        devcluster.initialize(shares=1, threshold=1)  # recovery shares for a pkcs11 seal
         devcluster.unseal()
         leader = devcluster.wait_healthy(timeout=60)
         mounted = devcluster.request(leader, "POST", "/v1/sys/mounts/secret",

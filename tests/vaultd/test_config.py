@@ -34,7 +34,7 @@ def test_the_shipped_cluster_toml_parses_with_paths_relative_to_it():
     assert [node.id for node in cluster.nodes] == ["n1", "n2", "n3"]
     assert cluster.node("n2").data_dir == ROOT / "data" / "n2"
     assert cluster.raft_key_file == ROOT / "data" / "raft.key"
-    assert cluster.seal.type == "shamir"  # until the PKCS#11 issue makes SoftHSM2 auto-unseal the default
+    assert cluster.seal.type == "pkcs11" and cluster.seal.pin_file == ROOT / "data" / "hsm.pin"
     assert cluster.request_forwarding == "forward"
 
 

@@ -101,6 +101,7 @@ class Core:
         elif hsm is not None:
             self.migrate_from = seal_module.AutoSeal(self.barrier, hsm, randbytes)
         self.sealed_by_operator = False  # sys/seal: an auto seal stays sealed until recovery keys or a restart
+        self.pending_migration: list | None = None  # a seal migration's writes, until the active node makes them
         self.router: Router | None = None
         self.tokens: TokenStore | None = None
         self.policies: PolicyStore | None = None
@@ -169,7 +170,9 @@ class Core:
     async def auto_unseal(self) -> bool:
         """An auto seal unseals by itself, through the HSM: True when this call unsealed the node. Nothing to do
         for a Shamir seal, an uninitialised vault, a pending migration, or a node sealed by sys/seal.
-        SealUnavailable when the HSM cannot be used (the caller retries with backoff)."""
+        SealUnavailable when the HSM cannot be used (the caller retries with backoff). Also writes a seal
+        migration this node holds once it is the active node."""
+        await seal_migration.finish(self)
         if not isinstance(self.seal, seal_module.AutoSeal) or not self.barrier.sealed or self.sealed_by_operator:
             return False
         if await self.seal.load_config() is None or await seal_migration.pending(self) is not None:

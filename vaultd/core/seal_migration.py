@@ -11,8 +11,10 @@
   recovery shares; the root key and the recovery key are re-encrypted under the new key.
 
 The transaction is the commit point: before it, nothing changed (start again); after it, the cluster runs on
-the new seal. A standby that gets the shares just unseals itself with them, reading only, and waits for the
-active node to migrate. While a migration is pending, a plain unseal is refused.
+the new seal. A node that gets the shares unseals itself with them and keeps the migration's writes in memory;
+whichever such node is (or becomes) the active node writes them (`finish`, also run by the auto-unseal loop),
+and the others drop theirs once the stored seal has changed. While a migration is pending, a plain unseal is
+refused.
 """
 
 from __future__ import annotations
@@ -86,10 +88,26 @@ async def submit(core: Core, share: bytes) -> bool:
     core.seal.progress.reset()
     quorum = await source.verify_quorum(shares)
     root_key = quorum.root_key or await source.root_key()
-    if core.ha.is_active():
-        await core.barrier.raw_transaction(await _ops(core, kind, source, quorum.key, root_key))
-        await core.seal.load_config()
+    core.pending_migration = await _ops(core, kind, source, quorum.key, root_key)
     await core.barrier.unseal(root_key)
+    await finish(core)
+    return True
+
+
+async def finish(core: Core) -> bool:
+    """Write the migration this node took the shares for, once it is the active node (it may have got them as a
+    standby, and leadership moves to unsealed nodes); forget it when another node has migrated already."""
+    ops = core.pending_migration
+    if ops is None:
+        return False
+    if await pending(core) is None:
+        core.pending_migration = None
+        return False
+    if not core.ha.is_active():
+        return False
+    await core.barrier.raw_transaction(ops)
+    core.pending_migration = None
+    await core.seal.load_config()
     return True
 
 
