@@ -15,11 +15,18 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# Debian packages the tests need: iptables for the partition tests (inside `unshare -rn`, never the host's
-# rules). Installed when missing, as CI runs as root; otherwise the command to run is printed.
-DEB_PACKAGES := iptables softhsm2
+# Debian packages the tests and `make run` need: iptables and iproute2 (partitions inside `unshare -rn`, never the
+# host's rules) and softhsm2 (the PKCS#11 seal). Installed when missing, as CI runs as root; otherwise the
+# command to run is printed.
+DEB_PACKAGES := iptables iproute2 softhsm2
 system-packages:
-	@missing=""; for package in $(DEB_PACKAGES); do 		dpkg -s $$package >/dev/null 2>&1 || missing="$$missing $$package"; done; 	if [ -n "$$missing" ]; then 		if [ "$$(id -u)" = 0 ]; then 			echo "installing$$missing"; apt-get update -qq && 			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; 		else echo "make: the tests need Debian packages:$$missing (sudo apt-get install$$missing)"; exit 1; fi; fi
+	@missing=""; for package in $(DEB_PACKAGES); do \
+		dpkg -s $$package >/dev/null 2>&1 || missing="$$missing $$package"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing$$missing"; apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else echo "make: the tests need Debian packages:$$missing (sudo apt-get install$$missing)"; exit 1; fi; fi
 
 test: setup system-packages lint
 	$(PY) -m pytest -q
@@ -45,8 +52,8 @@ bench-cluster: setup
 bench-failover: setup
 	$(PY) bench/failover_bench.py --out bench/results/failover.jsonl
 
-# The 3-node cluster of cluster.toml: initialised once (keys in data/init.json until PKCS#11 auto-unseal lands),
-# unsealed, healthy; Ctrl-C stops it.
+# The 3-node cluster of cluster.toml: its SoftHSM2 token made and the cluster initialised once (recovery keys and
+# root token in data/init.json), every node auto-unsealed, healthy; Ctrl-C stops it.
 run: setup system-packages
 	$(PY) -m vaultd.devcluster run cluster.toml
 
