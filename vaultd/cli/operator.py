@@ -1,6 +1,11 @@
 """`vaultd status` and `vaultd operator init|unseal|seal|rotate|key-status`: the seal's life cycle.
 
 `status` exits as Vault's does: 0 unsealed, 2 sealed, 1 when the server cannot say.
+
+An auto seal (PKCS#11) is initialised with recovery keys rather than unseal keys: `operator init` reads
+sys/seal-status first and, as Vault's CLI does, defaults -recovery-shares/-recovery-threshold to 5/3 when the
+server reports a recovery seal, else -key-shares/-key-threshold. The other pair goes as 0, so the server refuses
+a pair its seal does not take. `operator unseal -migrate` sends a share of the old seal during a seal migration.
 """
 
 import contextlib
@@ -8,7 +13,7 @@ import contextlib
 from . import output
 from .command import Command, Context
 from .errors import CliError
-from .flags import Flag
+from .flags import Flag, Values
 
 init_message = """\
 Vault initialized with {shares} key shares and a key threshold of {threshold}. Please securely
@@ -21,6 +26,12 @@ key, Vault will remain permanently sealed!
 It is possible to generate new unseal keys, provided you have a quorum of existing unseal keys shares.
 See "vaultd operator rekey" for more information."""
 
+# Wrapped where Vault's 78-column wrapAtLength breaks it for shares and thresholds below 100.
+recovery_init_message = """\
+Recovery key initialized with {shares} key shares and a key threshold of {threshold}. Please
+securely distribute the key shares printed above."""
+default_shares, default_threshold = 5, 3  # Vault's CLI defaults, for unseal keys and recovery keys alike
+
 
 def seal_status_table(seal: dict, leader: dict | None = None) -> str:
     recovery = bool(seal.get("recovery_seal"))
@@ -32,10 +43,10 @@ def seal_status_table(seal: dict, leader: dict | None = None) -> str:
         ("Sealed", output.go_value(seal.get("sealed"))),
         ("Total Recovery Shares" if recovery else "Total Shares", str(seal.get("n", 0))),
         ("Threshold", str(seal.get("t", 0))),
-        ("Unseal Progress", f"{seal.get('progress', 0)}/{seal.get('t', 0)}"),
     ]
-    if seal.get("sealed"):
-        pairs.append(("Unseal Nonce", seal.get("nonce") or "n/a"))
+    if seal.get("sealed"):  # as Vault's table: the progress of an unseal only while there is one to make
+        pairs += [("Unseal Progress", f"{seal.get('progress', 0)}/{seal.get('t', 0)}"),
+                  ("Unseal Nonce", seal.get("nonce") or "n/a")]
     if seal.get("migration"):
         pairs.append(("Seal Migration in Progress", "true"))
     pairs += [("Version", seal.get("version") or "n/a"), ("Build Date", seal.get("build_date") or "n/a"),
@@ -66,31 +77,74 @@ def status(context: Context) -> int:
     return 2 if seal.get("sealed") else 0
 
 
+def is_recovery_seal(seal: dict) -> bool:
+    """An auto seal: it takes recovery keys at init, and its status counts recovery shares."""
+    return bool(seal.get("recovery_seal")) or (seal.get("type") or "shamir") != "shamir"
+
+
+def init_request(flags: Values, recovery_seal: bool) -> dict:
+    """Vault's InitRequest: the pair the seal takes defaults to 5/3; the other pair goes as given (0 when not),
+    so that the server, not the CLI, refuses -key-shares on an auto seal and -recovery-shares on Shamir."""
+    counts = {name: flags[name] or 0 for name in ("key-shares", "key-threshold", "recovery-shares",
+                                                 "recovery-threshold")}
+    taken = "recovery" if recovery_seal else "key"
+    counts[f"{taken}-shares"] = counts[f"{taken}-shares"] or default_shares
+    counts[f"{taken}-threshold"] = counts[f"{taken}-threshold"] or default_threshold
+    return {"secret_shares": counts["key-shares"], "secret_threshold": counts["key-threshold"],
+            "recovery_shares": counts["recovery-shares"], "recovery_threshold": counts["recovery-threshold"]}
+
+
 def init(context: Context) -> int:
     if context.flags["status"]:
         with context.doing("checking init status"):
             initialized = bool((context.client.get("sys/init") or {}).get("initialized"))
         context.say("Vault is initialized" if initialized else "Vault is not initialized")
         return 0 if initialized else 2
-    shares, threshold = context.flags["key-shares"], context.flags["key-threshold"]
+    with context.doing("checking seal status"):
+        seal = context.client.get("sys/seal-status") or {}
+    request = init_request(context.flags, is_recovery_seal(seal))
     with context.doing("initializing"):
-        reply = context.client.write("sys/init", {"secret_shares": shares, "secret_threshold": threshold}) or {}
+        reply = context.client.write("sys/init", request) or {}
     if context.json:
-        context.say(output.to_json({
-            "unseal_keys_b64": reply.get("keys_base64") or [], "unseal_keys_hex": reply.get("keys") or [],
-            "unseal_shares": shares, "unseal_threshold": threshold,
-            "recovery_keys_b64": reply.get("recovery_keys_base64") or [],
-            "recovery_keys_hex": reply.get("recovery_keys") or [],
-            "recovery_keys_shares": 0, "recovery_keys_threshold": 0, "root_token": reply.get("root_token", ""),
-        }))
-        return 0
-    for number, key in enumerate(reply.get("keys_base64") or reply.get("keys") or [], start=1):
-        context.say(f"Unseal Key {number}: {key}")
-    context.say()
-    context.say(f"Initial Root Token: {reply.get('root_token', '')}")
-    context.say()
-    context.say(init_message.format(shares=shares, threshold=threshold))
+        context.say(output.to_json(machine_init(request, reply)))
+    else:
+        context.say(init_text(request, reply))
     return 0
+
+
+def machine_init(request: dict, reply: dict) -> dict:
+    """Vault's machineInit, the -format=json answer of `operator init`."""
+    unseal_keys = reply.get("keys") or []
+    return {
+        "unseal_keys_b64": reply.get("keys_base64") or [], "unseal_keys_hex": unseal_keys,
+        # Vault's own rule: no unseal keys back means the seal stores its one key itself
+        "unseal_shares": request["secret_shares"] if unseal_keys else 1,
+        "unseal_threshold": request["secret_threshold"] if unseal_keys else 1,
+        "recovery_keys_b64": reply.get("recovery_keys_base64") or [],
+        "recovery_keys_hex": reply.get("recovery_keys") or [],
+        "recovery_keys_shares": request["recovery_shares"], "recovery_keys_threshold": request["recovery_threshold"],
+        "root_token": reply.get("root_token", ""),
+    }
+
+
+def init_text(request: dict, reply: dict) -> str:
+    """Vault's table output of `operator init`: the keys (base64 when the server sent it), the root token, and
+    what to do with them."""
+    lines = []
+    for label, hex_name, base64_name in (("Unseal Key", "keys", "keys_base64"),
+                                         ("Recovery Key", "recovery_keys", "recovery_keys_base64")):
+        keys, encoded = reply.get(hex_name) or [], reply.get(base64_name) or []
+        shown = encoded if len(encoded) == len(keys) else keys
+        lines += [f"{label} {number}: {key}" for number, key in enumerate(shown, start=1)]
+    lines += ["", f"Initial Root Token: {reply.get('root_token', '')}", ""]
+    if reply.get("keys"):
+        lines.append(init_message.format(shares=request["secret_shares"], threshold=request["secret_threshold"]))
+    else:
+        lines.append("Success! Vault is initialized")
+    if reply.get("recovery_keys"):
+        lines += ["", recovery_init_message.format(shares=request["recovery_shares"],
+                                                   threshold=request["recovery_threshold"])]
+    return "\n".join(lines)
 
 
 def unseal(context: Context) -> int:
@@ -147,13 +201,19 @@ def rotate(context: Context) -> int:
 
 commands = [
     Command("status", "", "Print the seal status; exit 0 unsealed, 2 sealed, 1 on error.", status),
-    Command("operator init", "", "Initialize the server: create the unseal key shares and the root token.", init,
-            {"key-shares": Flag("int", "number of key shares to split the root key into", 5),
-             "key-threshold": Flag("int", "number of key shares required to reconstruct the root key", 3),
+    Command("operator init", "", "Initialize the server: create the unseal (or recovery) key shares and the root "
+            "token.", init,
+            {"key-shares": Flag("int", "number of key shares to split the root key into (Shamir seal; default 5)"),
+             "key-threshold": Flag("int", "number of key shares required to reconstruct the root key (Shamir seal; "
+                                   "default 3)"),
+             "recovery-shares": Flag("int", "number of recovery key shares (auto seal such as pkcs11; default 5)"),
+             "recovery-threshold": Flag("int", "number of recovery key shares required to authorise an operation "
+                                        "(auto seal; default 3)"),
              "status": Flag("bool", "only check whether it is initialized: exit 0 yes, 2 no")}),
     Command("operator unseal", "[KEY]", "Provide one unseal key share; prompts for it when not given.", unseal,
             {"reset": Flag("bool", "discard the key shares given so far"),
-             "migrate": Flag("bool", "the share is for a seal migration")}, arity=(0, 1)),
+             "migrate": Flag("bool", "the share is for a seal migration: a share of the seal being migrated away "
+                             "from")}, arity=(0, 1)),
     Command("operator seal", "", "Seal the server: it forgets its key until unsealed again.", seal),
     Command("operator rotate", "", "Add a new barrier key term; new writes use it.", rotate),
     Command("operator key-status", "", "Show the active barrier key term.", key_status),

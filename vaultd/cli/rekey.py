@@ -5,6 +5,8 @@
     -status | -cancel                                   the operation's progress, or drop it
     KEY -nonce=N                                        give one current share (prompted for when omitted)
     -verify with -status, -cancel or KEY                the same for the verification of the new shares
+    -target=recovery with any of the above              the recovery keys of an auto seal instead
+                                                        (sys/rekey-recovery-key/*, which behave alike)
 """
 
 from . import output
@@ -13,15 +15,19 @@ from .errors import CliError, UsageError
 from .flags import Flag
 
 rekey_message = """\
-Vault unseal keys rekeyed with {shares} key shares and a key threshold of {threshold}. Please securely
+Vault {key_type} keys rekeyed with {shares} key shares and a key threshold of {threshold}. Please securely
 distribute the key shares printed above. When Vault is re-sealed, restarted, or stopped, you must supply
 at least {threshold} of these keys to unseal it before it can start servicing requests."""
 
 verification_message = """\
-Vault has created a new unseal key, split into {shares} key shares and a key threshold of {threshold}.
+Vault has created a new {key_type} key, split into {shares} key shares and a key threshold of {threshold}.
 These will not be active until after verification is complete. Please securely distribute the key shares
 printed above. When Vault is re-sealed, restarted, or stopped, you must supply at least {threshold} of
 these keys to unseal it before it can start servicing requests."""
+
+# -target: Vault's names, "hsm" its old alias for "recovery", each to its API prefix and the keys it makes
+targets = {"barrier": ("sys/rekey", "unseal"), "recovery": ("sys/rekey-recovery-key", "recovery"),
+           "hsm": ("sys/rekey-recovery-key", "recovery")}
 
 
 def status_table(status: dict) -> str:
@@ -58,6 +64,7 @@ def rekey(context: Context) -> int:
         raise UsageError(f"give only one of -{', -'.join(chosen)}")
     if chosen and context.args:
         raise UsageError(f"-{chosen[0]} takes no key share argument")
+    _target(context)  # a bad -target is refused before anything is sent
     if flags["init"]:
         return _init(context)
     if flags["cancel"]:
@@ -67,8 +74,17 @@ def rekey(context: Context) -> int:
     return _provide(context)
 
 
+def _target(context: Context) -> tuple[str, str]:
+    """The API prefix of -target and the kind of keys it rekeys ("unseal" or "recovery")."""
+    name = (context.flags["target"] or "barrier").strip().lower()
+    if name not in targets:
+        raise UsageError(f"Unknown target: {context.flags['target']} (want barrier or recovery)")
+    return targets[name]
+
+
 def _path(context: Context) -> str:
-    return "sys/rekey/verify" if context.flags["verify"] else "sys/rekey/init"
+    prefix, _ = _target(context)
+    return f"{prefix}/verify" if context.flags["verify"] else f"{prefix}/init"
 
 
 def _read_status(context: Context) -> dict:
@@ -85,7 +101,7 @@ def _init(context: Context) -> int:
     body = {"secret_shares": context.flags["key-shares"], "secret_threshold": context.flags["key-threshold"],
             "require_verification": bool(context.flags["verify"])}
     with context.doing("initializing rekey"):
-        status = context.client.write("sys/rekey/init", body) or {}
+        status = context.client.write(f"{_target(context)[0]}/init", body) or {}
     context.emit(status, lambda: status_table(status))
     return 0
 
@@ -105,11 +121,13 @@ def _status(context: Context) -> int:
 
 def _provide(context: Context) -> int:
     status = _read_status(context)
+    prefix, key_type = _target(context)
     if not status.get("started") and not context.flags["verify"]:
-        raise CliError('Error: no rekey is in progress; start one with "vaultd operator rekey -init"')
+        target = "" if key_type == "unseal" else " -target=recovery"
+        raise CliError(f'Error: no rekey is in progress; start one with "vaultd operator rekey -init{target}"')
     label = "Verification nonce" if context.flags["verify"] else "Rekey operation nonce"
     key, nonce = context.key_and_nonce(status, label, "Key (will be hidden): ")
-    update_path = "sys/rekey/verify" if context.flags["verify"] else "sys/rekey/update"
+    update_path = f"{prefix}/verify" if context.flags["verify"] else f"{prefix}/update"
     with context.doing("posting unseal key"):
         reply = context.client.write(update_path, {"key": key, "nonce": nonce}) or {}
     if not reply.get("complete"):
@@ -119,31 +137,34 @@ def _provide(context: Context) -> int:
         context.emit(reply, lambda: "Success! Rekey verification was successful. The rekey operation is complete "
                                     "and the new keys are now active.")
         return 0
-    context.emit(reply, lambda: _new_keys_text(reply, status))
+    context.emit(reply, lambda: _new_keys_text(reply, status, key_type))
     return 0
 
 
-def _new_keys_text(reply: dict, status: dict) -> str:
+def _new_keys_text(reply: dict, status: dict, key_type: str) -> str:
     keys = reply.get("keys_base64") or reply.get("keys") or []
     lines = [f"Key {number}: {key}" for number, key in enumerate(keys, start=1)]
     lines += ["", f"Operation nonce: {reply.get('nonce', '')}", ""]
     shares, threshold = status.get("n", len(keys)), status.get("t", 0)
     if reply.get("verification_required"):
-        lines.append(verification_message.format(shares=shares, threshold=threshold))
+        lines.append(verification_message.format(key_type=key_type, shares=shares, threshold=threshold))
         lines += ["", f"Verification nonce: {reply.get('verification_nonce', '')}"]
     else:
-        lines.append(rekey_message.format(shares=shares, threshold=threshold))
+        lines.append(rekey_message.format(key_type=key_type, shares=shares, threshold=threshold))
     return "\n".join(lines)
 
 
 command = Command(
-    "operator rekey", "[KEY]", "Replace the unseal key shares, given a quorum of the current ones.", rekey,
+    "operator rekey", "[KEY]", "Replace the unseal (or recovery) key shares, given a quorum of the current ones.",
+    rekey,
     {"init": Flag("bool", "start a rekey operation"),
      "cancel": Flag("bool", "cancel the rekey operation in progress"),
      "status": Flag("bool", "show the progress of the rekey operation"),
      "key-shares": Flag("int", "number of new key shares (with -init)", 5),
      "key-threshold": Flag("int", "number of new key shares required to unseal (with -init)", 3),
      "nonce": Flag("string", "the operation's nonce, required with a KEY argument"),
-     "verify": Flag("bool", "with -init: require verification of the new shares; else act on the verification")},
+     "verify": Flag("bool", "with -init: require verification of the new shares; else act on the verification"),
+     "target": Flag("string", 'the keys to rekey: "barrier" (the unseal keys) or "recovery" (the recovery keys of '
+                    'an auto seal such as pkcs11)', "barrier")},
     arity=(0, 1),
 )
