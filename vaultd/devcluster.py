@@ -134,9 +134,7 @@ def write_config(directory, *, nodes: int = 3, hosts=None, request_forwarding: s
              "[seal]", f"type = {_toml(seal)}"]
     if seal == "pkcs11":
         make_softhsm_token(directory)
-        lines += [f"lib = {_toml(softhsm_lib)}", f"token_label = {_toml(hsm_token_label)}",
-                  f"pin_file = {_toml(hsm_pin_file_name)}", f"key_label = {_toml(hsm_key_label)}",
-                  'mechanism = "CKM_AES_GCM"', "generate_key = true"]
+        lines += pkcs11_seal_table().splitlines()[2:]
     for index, host in enumerate(hosts):
         node_id = f"n{index + 1}"
         api_port, raft_port = ports[index]
@@ -146,6 +144,23 @@ def write_config(directory, *, nodes: int = 3, hosts=None, request_forwarding: s
             lines.append("bootstrap = false")
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def pkcs11_seal_table(disabled: bool = False) -> str:
+    """The `[seal]` table of a cluster whose SoftHSM2 token `make_softhsm_token` made; `disabled` for a migration
+    away from it (to Shamir)."""
+    lines = ["[seal]", 'type = "pkcs11"', f"lib = {_toml(softhsm_lib)}", f"token_label = {_toml(hsm_token_label)}",
+             f"pin_file = {_toml(hsm_pin_file_name)}", f"key_label = {_toml(hsm_key_label)}",
+             'mechanism = "CKM_AES_GCM"', "generate_key = true"]
+    return "\n".join(lines + (["disabled = true"] if disabled else []))
+
+
+def rewrite_seal_table(config_path, table: str) -> None:
+    """Replace the `[seal]` table of a cluster.toml written by `write_config` (a seal change, then a restart)."""
+    path = pathlib.Path(config_path)
+    text = path.read_text()
+    start, end = text.index("[seal]"), text.index("[[node]]")
+    path.write_text(text[:start] + table + "\n\n" + text[end:])
 
 
 def _free_ports(hosts: list[str], per_host: int) -> list[list[int]]:

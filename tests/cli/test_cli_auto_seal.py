@@ -25,7 +25,7 @@ from tests.cli import test_cli_raft
 from tests.cli.test_cli import ok, table, vaultd
 from tests.http import conftest as http_fixtures
 from vaultd import cli
-from vaultd.devcluster import DevCluster, hsm_key_label, make_softhsm_token, softhsm_lib, write_config
+from vaultd.devcluster import DevCluster, make_softhsm_token, pkcs11_seal_table, rewrite_seal_table, write_config
 
 pytestmark = pytest.mark.timeout(240)
 fresh_server = http_fixtures.fresh_server
@@ -33,28 +33,12 @@ stub = test_cli_raft.stub  # answers by (method, path), records each request
 migration_timeout_seconds = 30.0  # the active node writes a finished migration shortly after the unseal
 auto_unseal_timeout_seconds = 60.0
 
-# The [seal] table of a pkcs11 cluster whose token make_softhsm_token made (as tests/cluster/test_auto_unseal.py).
-PKCS11_TABLE = f"""[seal]
-type = "pkcs11"
-lib = "{softhsm_lib}"
-token_label = "vaultd"
-pin_file = "data/hsm.pin"
-key_label = "{hsm_key_label}"
-generate_key = true"""
-
-
 @dataclasses.dataclass
 class Target:
     """What tests/cli/test_cli.py's `vaultd` needs of a node: its URL and the token to send."""
 
     url: str
     root_token: str = ""
-
-
-def rewrite_seal(config, seal_table: str) -> None:
-    text = config.read_text()
-    start, end = text.index("[seal]"), text.index("[[node]]")
-    config.write_text(text[:start] + seal_table + "\n\n" + text[end:])
 
 
 def numbered(text: str, label: str) -> list[str]:
@@ -214,7 +198,7 @@ def test_operator_unseal_migrate_moves_a_shamir_node_to_pkcs11(tmp_path):
         devcluster.close()
 
         make_softhsm_token(tmp_path)
-        rewrite_seal(config, PKCS11_TABLE)
+        rewrite_seal_table(config, pkcs11_seal_table())
         devcluster = DevCluster(config, log_dir=tmp_path / "logs")  # re-reads the config: SOFTHSM2_CONF is set
         devcluster.start()
         pending = vaultd(node, "status")

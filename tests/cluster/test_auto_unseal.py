@@ -10,7 +10,14 @@ import time
 import hvac
 import requests
 
-from vaultd.devcluster import DevCluster, hsm_key_label, make_softhsm_token, softhsm_lib
+from vaultd.devcluster import (
+    DevCluster,
+    hsm_key_label,
+    make_softhsm_token,
+    pkcs11_seal_table,
+    rewrite_seal_table,
+    softhsm_lib,
+)
 
 from .conftest import start_cluster
 
@@ -152,22 +159,6 @@ def restore_dir(backup: pathlib.Path, target: pathlib.Path) -> None:
     shutil.copytree(backup, target)
 
 
-def rewrite_seal(config: pathlib.Path, seal_table: str) -> None:
-    text = config.read_text()
-    start = text.index("[seal]")
-    end = text.index("[[node]]")
-    config.write_text(text[:start] + seal_table + "\n\n" + text[end:])
-
-
-PKCS11_TABLE = f"""[seal]
-type = "pkcs11"
-lib = "{softhsm_lib}"
-token_label = "vaultd"
-pin_file = "data/hsm.pin"
-key_label = "{hsm_key_label}"
-generate_key = true"""
-
-
 def wait_until_migrated(devcluster: DevCluster, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -206,7 +197,7 @@ def test_a_running_cluster_migrates_shamir_to_pkcs11_and_back_with_its_data(tmp_
         index = put(running.leader, devcluster, "migrated", "intact")
         shares = list(devcluster.keys)
         make_softhsm_token(tmp_path)
-        rewrite_seal(tmp_path / "cluster.toml", PKCS11_TABLE)
+        rewrite_seal_table(tmp_path / "cluster.toml", pkcs11_seal_table())
         devcluster = restarted(tmp_path, devcluster)
         for node in devcluster.bootstrap_ids:
             status = devcluster.request(node, "GET", "/v1/sys/seal-status").json()
@@ -221,13 +212,13 @@ def test_a_running_cluster_migrates_shamir_to_pkcs11_and_back_with_its_data(tmp_
         leader = devcluster.wait_healthy(timeout=60)
         assert get(devcluster, leader, "migrated", index) == "intact"
 
-        rewrite_seal(tmp_path / "cluster.toml", PKCS11_TABLE + "\ndisabled = true")
+        rewrite_seal_table(tmp_path / "cluster.toml", pkcs11_seal_table(disabled=True))
         devcluster = restarted(tmp_path, devcluster)
         for node in devcluster.bootstrap_ids:  # the old unseal share is the recovery share now
             assert migrate(devcluster, node, shares, 1)["sealed"] is False
         devcluster.wait_healthy(timeout=60)
         wait_until_migrated(devcluster)
-        rewrite_seal(tmp_path / "cluster.toml", '[seal]\ntype = "shamir"')
+        rewrite_seal_table(tmp_path / "cluster.toml", '[seal]\ntype = "shamir"')
         devcluster = restarted(tmp_path, devcluster)
         devcluster.unseal()
         leader = devcluster.wait_healthy(timeout=60)

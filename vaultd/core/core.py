@@ -158,7 +158,9 @@ class Core:
             pending = await seal_migration.pending(self)
             if pending is not None and not migrate:
                 raise errors.InvalidRequest("migrate option not provided and seal migration is pending")
-            submit = (lambda share: seal_migration.submit(self, share)) if migrate else self.seal.submit
+            # With `migrate` but nothing pending (another node finished the migration meanwhile) the share
+            # is one of the new seal's: its unseal shares, or the recovery shares, which the old shares became.
+            submit = (lambda share: seal_migration.submit(self, share)) if pending else self.seal.submit
             unsealed = await submit(key)
         except errors.NotInitialized:
             raise errors.InvalidRequest("Vault is not initialized") from None
