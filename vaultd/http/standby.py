@@ -15,8 +15,9 @@ On a performance standby (a follower in contact with the active node; health 473
 - sys/ requests that change state (init, rekey, generate-root, mounts, policies, step-down, ...) go to the
   active node at once: their handlers change in-memory state before they write;
 - every other request runs locally, and if it tries to write storage (StandbyWrite, before anything was
-  written) it is forwarded whole: the body was kept. So is one this replica finds no mount or no token for
-  (404 no route, 403): it may lag the active node, whose answer is authoritative.
+  written) it is forwarded whole: the body was kept. So is one this replica refuses from state that may be
+  stale: no mount or no token (404 no route, 403), or any refusal of a POST, PUT, DELETE or PATCH (e.g. a
+  check-and-set against an old version): the active node's answer is the authoritative one.
 
 Going to the active node means forwarding (the default) or a 307 with `Location` at the active node's
 api_addr, when the client sends `X-Vault-No-Request-Forwarding` or `request_forwarding = "redirect"`. A
@@ -80,14 +81,20 @@ async def standby_middleware(request: web.Request, handler) -> web.StreamRespons
     except StandbyWrite:
         if tracker.index:  # leadership moved mid-request after some of its writes: replaying could repeat them
             raise InternalError("leadership changed during the request; some of its writes may have applied") from None
-    except (UnsupportedPath, PermissionDenied):
-        if tracker.index:
+    except VaultError as error:
+        if tracker.index or not _stale_may_explain(request, error):
             raise
-        # This replica may not have the mount or the token yet (it lags the active node): ask the active node,
-        # whose answer is authoritative, rather than refuse what the cluster would allow.
+        # Refused from this replica's state, which may lag the active node (a mount or a token not here yet, a
+        # check-and-set against an old version): only the active node's answer is authoritative.
     finally:
         write_tracker.reset(token)
     return await _to_active(request, handler)
+
+
+def _stale_may_explain(request: web.Request, error: VaultError) -> bool:
+    """Whether a refusal on this standby may come from its stale replica: a missing mount or token on any
+    request, and any refusal of a request that meant to change state (a write may check what it overwrites)."""
+    return isinstance(error, UnsupportedPath | PermissionDenied) or request.method not in _read_methods
 
 
 def _is_local(request: web.Request) -> bool:
