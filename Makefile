@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup system-packages test lint bench bench-storage bench-kv bench-transit bench-cluster bench-failover run dev clean
+.PHONY: setup system-packages test lint bench bench-storage bench-kv bench-transit bench-cluster bench-failover bench-unseal run dev clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -51,6 +51,10 @@ bench-cluster: setup
 
 bench-failover: setup
 	$(PY) bench/failover_bench.py --out bench/results/failover.jsonl
+
+# Process start to unsealed-and-serving, PKCS#11 (SoftHSM2) against Shamir, at 1,000 and 100,000 keys.
+bench-unseal: setup system-packages
+	$(PY) bench/unseal_bench.py --keys 1000,100000 --trials 3 --out bench/results/unseal.jsonl
 
 # The 3-node cluster of cluster.toml: its SoftHSM2 token made and the cluster initialised once (recovery keys and
 # root token in data/init.json), every node auto-unsealed, healthy; Ctrl-C stops it.
