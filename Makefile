@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup system-packages test lint bench bench-storage bench-kv bench-transit bench-cluster bench-failover bench-unseal run dev clean
+.PHONY: setup system-packages test lint bench bench-storage bench-kv bench-transit bench-cluster bench-failover bench-unseal chaos chaos-long run dev clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -55,6 +55,14 @@ bench-failover: setup
 # Process start to unsealed-and-serving, PKCS#11 (SoftHSM2) against Shamir, at 1,000 and 100,000 keys.
 bench-unseal: setup system-packages
 	$(PY) bench/unseal_bench.py --keys 1000,100000 --trials 3 --out bench/results/unseal.jsonl
+
+# jepsen_lite (issue 7): real nodes in a private network namespace, faults, a checked history; runs in store/.
+# The exit status is non-zero on any violation or UNKNOWN.
+chaos: setup system-packages
+	$(PY) -m jepsen_lite run --profile quick --out store
+
+chaos-long: setup system-packages
+	for seed in 1 2 3; do $(PY) -m jepsen_lite run --profile long --seed $$seed --out store || exit 1; done
 
 # The 3-node cluster of cluster.toml: its SoftHSM2 token made and the cluster initialised once (recovery keys and
 # root token in data/init.json), every node auto-unsealed, healthy; Ctrl-C stops it.
