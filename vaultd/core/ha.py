@@ -66,6 +66,11 @@ class HighAvailability(Protocol):
     async def step_down(self) -> None:
         """Give up active status (sys/step-down)."""
 
+    # Used by the HTTP layer on a standby only, so `Standalone` (never a standby) leaves them out:
+    # `forwarding` ("forward" or "redirect"), `store_applied_index()`, `await wait_for_leader()`, and the
+    # raft operations of sys/storage/raft/* (configuration, remove_peer, autopilot_state, export_snapshot,
+    # restore_snapshot, join_request/admit/complete_join).
+
 
 class IndexNotPresent(PreconditionFailed):
     """X-Vault-Index names a write this node has not applied yet (412)."""
