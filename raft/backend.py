@@ -9,14 +9,14 @@ Every transaction is checked on its own first (store limits, the reserved `_raft
 bad one fails alone instead of poisoning the group. A group the state machine still rejects fails as a whole
 with CommandRejected (every member's ops were refused together, nothing applied).
 
-Outcome-unknown semantics. ProposalTimeout means the entry may still commit. It is retried ONCE with the SAME
-command (same idempotency id): if the first proposal committed, the state machine answers the retry with the
-first entry's result, so the write is applied at most once and the caller gets its real index. NotLeader while
-no leader is known (an election, or a proposal dropped by a leader change) is retried once too, with the same
-command, if this node wins leadership back within `election_wait_seconds`; otherwise NotLeader propagates. Before
-giving up, the local idempotency table is consulted: if the entry did apply here, its index is returned. When
-the error still propagates, the outcome stays unknown: the write may or may not have been applied. NotLeader
-with a known leader and QueueFull propagate at once (nothing was proposed, or the write belongs elsewhere).
+Outcome-unknown semantics. A command's ops were computed from this node's state in the current term, so it is
+never proposed in another term: a later term may hold writes it did not see, and applying it after them would
+overwrite them (jepsen_lite found exactly that lost update). ProposalTimeout is retried ONCE with the SAME
+command (same idempotency id) only while this node still leads in the same term: if the first proposal
+committed, the state machine answers the retry with the first entry's result, so the write is applied at most
+once. NotLeader is never retried. Before giving up, the local idempotency table is consulted: if the entry did
+apply here, its index is returned. When the error still propagates, the outcome stays unknown: the write may
+or may not have been applied. (raft/node.py also never lets pysyncobj forward a proposal to another leader.)
 
 Reads. `get`/`list` read the local store with no barrier: what a standby serves, possibly stale.
 `read_barrier()` (the leader's linearizable read) proposes a `noop` and returns its raft index once it is
@@ -49,7 +49,6 @@ logger = logging.getLogger(__name__)
 group_bytes_max = 8 * 1024 * 1024  # keys and values of one merged command; well under limits.command_bytes_max
 pending_transactions_max = 10_000  # queued behind the proposal in flight; past it, QueueFull
 proposal_timeout_seconds = 5.0
-election_wait_seconds = 3.0  # how long a NotLeader-during-election retry waits for this node to lead again
 index_poll_seconds = 0.005
 
 assert group_bytes_max < limits.command_bytes_max
@@ -77,15 +76,13 @@ class ReplicatedPhysical:
         clock: Callable[[], float],
         *,
         proposal_timeout: float = proposal_timeout_seconds,
-        election_wait: float = election_wait_seconds,
     ) -> None:
-        assert proposal_timeout > 0 and election_wait >= 0
+        assert proposal_timeout > 0
         self._node = node
         self._store = store
         self._rng = rng
         self._clock = clock  # unix seconds, stamped into each command
         self._proposal_timeout = proposal_timeout
-        self._election_wait = election_wait
         self._pending: list[tuple[list[Op], asyncio.Future]] = []
         self._committer: asyncio.Task | None = None
         self._next_barrier: asyncio.Future | None = None  # joined by callers until its noop is proposed
@@ -202,6 +199,7 @@ class ReplicatedPhysical:
 
     async def _propose(self, command: Command) -> int:
         failure: RaftError | None = None
+        term = self._node.term  # the term whose state the command was computed from
         for attempt in (1, 2):
             try:
                 return _index_of(await self._node.submit(command, self._proposal_timeout))
@@ -209,8 +207,9 @@ class ReplicatedPhysical:
                 failure = error
             except NotLeader as error:
                 failure = error
-                if attempt == 1 and (error.leader_api_addr is not None or not await self._regained_leadership()):
-                    break
+                break  # never re-proposed under another leader: its ops were computed from this term's state
+            if not (self._node.is_leader() and self._node.term == term):
+                break  # a later term may hold writes the command did not see: retrying could overwrite them
             if attempt == 1:
                 logger.warning("raft: a write's outcome is unknown (%s); retrying it once, same id", failure)
         earlier = self._node.state_machine.lookup(command.idempotency_id)
@@ -218,15 +217,6 @@ class ReplicatedPhysical:
             return _index_of(earlier)
         assert failure is not None
         raise failure
-
-    async def _regained_leadership(self) -> bool:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._election_wait
-        while not self._node.is_leader():
-            if loop.time() >= deadline:
-                return False
-            await asyncio.sleep(index_poll_seconds)
-        return True
 
 
 def _index_of(result: ApplyResult) -> int:

@@ -275,10 +275,25 @@ class _Replica(SyncObj):
         return self._node._apply_entry(self.raftLastApplied + 1, data)
 
     def _checkCommandsToApply(self):  # syncobj.py:502; runs each tick after the periodic AppendEntries
+        if not self._isLeader():
+            # pysyncobj would forward a queued proposal to the new leader (syncobj.py:554-566), which would append
+            # it in a later term than the one whose state it was computed from: refuse it instead.
+            self._refuse_queued_commands()
+            return
         before = self._SyncObj__getCurrentLogIndex()
         super()._checkCommandsToApply()
         if self._isLeader() and self._SyncObj__getCurrentLogIndex() > before:
             self._SyncObj__sendAppendEntries()  # replicate new entries now, not one appendEntriesPeriod later
+
+    def _refuse_queued_commands(self) -> None:
+        queue_ = self._SyncObj__commandsQueue
+        while True:
+            try:
+                _command, callback = queue_.get_nowait()
+            except Exception:  # pysyncobj's FastQueue raises its own Empty
+                return
+            if callable(callback):
+                callback(None, FAIL_REASON.NOT_LEADER)
 
     def _SyncObj__applyLogEntries(self):  # overrides the name-mangled SyncObj.__applyLogEntries (syncobj.py:716)
         applied = self.raftLastApplied
@@ -291,6 +306,11 @@ class _Replica(SyncObj):
         # Only when no serialization is pending (pid 0): one that has finished must still be collected by pysyncobj.
         if self._SyncObj__serializer._Serializer__pid == 0 and self._membership_at_compaction_point():
             return  # hardening 6: the snapshot would store a MEMBERSHIP entry as last/prev; wait for two more applies
+        if self._node._store.applied_index < self.raftLastApplied:
+            # The last applied entries are pysyncobj's own (an election no-op, a membership change), which never
+            # reach the store: a snapshot now would say "store at N-1, raft at N" and every follower would refuse
+            # it. Wait for the next command, which brings the store level again.
+            return
         SyncObj._SyncObj__tryLogCompaction(self)
 
     def _membership_at_compaction_point(self) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -111,6 +112,8 @@ class RaftCluster:
         self.scheme = "https" if config.listener.tls_cert_file is not None else "http"
         self.forwarding = config.request_forwarding  # "forward" or "redirect" (standby.py)
         self.timing = timing or RaftTiming(election_min_seconds=0.6, election_max_seconds=1.2)
+        if config.unsafe_stale_reads:  # the test-only mutation: a cut-off leader keeps believing it leads
+            self.timing = dataclasses.replace(self.timing, leader_fallback_seconds=3600.0)
         self.raft_dir = os.path.join(str(node.data_dir), "raft")
         os.makedirs(self.raft_dir, mode=0o700, exist_ok=True)
         self.node: RaftNode | None = None

@@ -278,8 +278,9 @@ async def wait_until(predicate, seconds: float = 10.0):
 class Scripted:
     """A stand-in node that answers submits from a script: ApplyResults to return or errors to raise."""
 
-    def __init__(self, answers, leader_after=None):
+    def __init__(self, answers, leader_after=None, terms=None):
         self.answers = list(answers)
+        self.terms = list(terms or [1])  # the term seen by each read of `term`; the last one repeats
         self.commands = []
         self.leader_after = leader_after  # is_leader() turns True after this many calls; None: never
         self.leader_calls = 0
@@ -288,6 +289,10 @@ class Scripted:
 
     def lookup(self, idempotency_id):
         return self.applied.get(idempotency_id)
+
+    @property
+    def term(self):
+        return self.terms.pop(0) if len(self.terms) > 1 else self.terms[0]
 
     def is_leader(self):
         self.leader_calls += 1
@@ -302,13 +307,25 @@ class Scripted:
 
 
 def scripted_physical(node) -> ReplicatedPhysical:
-    return ReplicatedPhysical(node, None, random.Random(3), lambda: NOW, proposal_timeout=0.1, election_wait=0.1)
+    return ReplicatedPhysical(node, None, random.Random(3), lambda: NOW, proposal_timeout=0.1)
 
 
-def test_not_leader_during_an_election_is_retried_once_with_the_same_command():
-    node = Scripted([NotLeader(None), ApplyResult(7, APPLIED)], leader_after=2)
+def test_not_leader_during_an_election_is_never_retried_even_if_this_node_leads_again():
+    # Its ops were computed from the old term's state: a later term may hold writes it did not see.
+    node = Scripted([NotLeader(None), ApplyResult(7, APPLIED)], leader_after=0)
+    with pytest.raises(NotLeader):
+        asyncio.run(scripted_physical(node).put("a", b"1"))
+    assert len(node.commands) == 1
+
+
+def test_a_timeout_is_retried_in_the_same_term_only():
+    node = Scripted([ProposalTimeout("t1"), ApplyResult(7, APPLIED)], leader_after=0)
     assert asyncio.run(scripted_physical(node).put("a", b"1")) == 7
     assert len(node.commands) == 2 and node.commands[0] == node.commands[1]
+    moved_on = Scripted([ProposalTimeout("t1"), ApplyResult(7, APPLIED)], leader_after=0, terms=[1, 2])
+    with pytest.raises(ProposalTimeout):
+        asyncio.run(scripted_physical(moved_on).put("a", b"1"))
+    assert len(moved_on.commands) == 1
 
 
 def test_not_leader_with_a_known_leader_is_not_retried():
@@ -326,7 +343,7 @@ def test_an_election_this_node_does_not_win_propagates_not_leader_within_the_bou
 
 
 def test_two_timeouts_propagate_unless_the_idempotency_table_knows_the_outcome():
-    node = Scripted([ProposalTimeout("t1"), ProposalTimeout("t2")])
+    node = Scripted([ProposalTimeout("t1"), ProposalTimeout("t2")], leader_after=0)
     with pytest.raises(ProposalTimeout):
         asyncio.run(scripted_physical(node).put("a", b"1"))
     assert len(node.commands) == 2 and node.commands[0] == node.commands[1]
@@ -336,7 +353,7 @@ def test_two_timeouts_propagate_unless_the_idempotency_table_knows_the_outcome()
             self.applied[command.idempotency_id] = ApplyResult(9, APPLIED)
             return await super().submit(command, timeout)
 
-    node = AppliedMeanwhile([ProposalTimeout("t1"), ProposalTimeout("t2")])
+    node = AppliedMeanwhile([ProposalTimeout("t1"), ProposalTimeout("t2")], leader_after=0)
     assert asyncio.run(scripted_physical(node).put("a", b"1")) == 9
 
 

@@ -6,7 +6,9 @@ import asyncio
 import socket
 
 import pytest
+from pysyncobj.config import FAIL_REASON
 
+from raft.command import encode
 from raft.errors import NotLeader
 from raft.node import RaftNode
 from storage import MemoryBackend
@@ -76,3 +78,17 @@ def test_step_down_moves_leadership_and_status_reports_the_followers(nodes):
     assert successor is not leader
     with pytest.raises(NotLeader):
         asyncio.run(leader.step_down(1.0))
+
+
+def test_a_proposal_queued_on_a_follower_is_refused_never_forwarded_to_the_leader(nodes):
+    """pysyncobj forwards a follower's queued proposal to the leader (syncobj.py:554-566); a command computed from
+    an old term's state would then be applied after writes it never saw. Ours refuses it instead."""
+    leader = leader_of(nodes)
+    follower = next(node for node in nodes if node is not leader)
+    outcome = []
+    follower._replica._apply_entry(encode(put(9, "forwarded", b"x")), callback=lambda r, code: outcome.append(code))
+    wait_for(lambda: outcome, what="the queued proposal's outcome")
+    assert outcome == [FAIL_REASON.NOT_LEADER]
+    submit(leader, put(10, "after", b"y"))
+    wait_for(lambda: all(node._store.get("after") == b"y" for node in nodes), what="a later write everywhere")
+    assert all(node._store.get("forwarded") is None for node in nodes)
