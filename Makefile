@@ -28,8 +28,9 @@ system-packages:
 			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		else echo "make: the tests need Debian packages:$$missing (sudo apt-get install$$missing)"; exit 1; fi; fi
 
+# The chaos runs (jepsen_lite end to end, minutes each) are `make chaos`, not part of this.
 test: setup system-packages lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not chaos"
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -59,6 +60,7 @@ bench-unseal: setup system-packages
 # jepsen_lite (issue 7): real nodes in a private network namespace, faults, a checked history; runs in store/.
 # The exit status is non-zero on any violation or UNKNOWN.
 chaos: setup system-packages
+	$(PY) -m pytest -q -m chaos tests/jepsen_lite
 	$(PY) -m jepsen_lite run --profile quick --out store
 
 chaos-long: setup system-packages
