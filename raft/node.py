@@ -290,7 +290,7 @@ class _Replica(SyncObj):
         while True:
             try:
                 _command, callback = queue_.get_nowait()
-            except Exception:  # pysyncobj's FastQueue raises its own Empty
+            except queue.Empty:  # pysyncobj's FastQueue raises the standard library's
                 return
             if callable(callback):
                 callback(None, FAIL_REASON.NOT_LEADER)
