@@ -65,8 +65,8 @@ async def standby_middleware(request: web.Request, handler) -> web.StreamRespons
         if ha.is_active():
             return await _tracked(request, handler)
         raise NoActiveNode()
-    if request.app[CORE].barrier.sealed:
-        return await handler(request)  # 503: a sealed node serves nothing and forwards nothing
+    if request.app[CORE].barrier.sealed and request.path != "/v1/sys/init":
+        return await handler(request)  # 503: a sealed node serves nothing and forwards nothing but sys/init
     if not ha.is_performance_standby() or request.path in _redirect_paths or _goes_to_active(request) or (
         request.headers.get("X-Vault-Forward", "").lower() == "active-node"
     ):
