@@ -191,9 +191,7 @@ class ShamirSeal:
         config = SealConfig(self.type, shares, threshold)
         await self.barrier.raw_put(SEAL_CONFIG_PATH, config.encode())
         self.config = config
-        if shares == 1:
-            return [kek]
-        return shamir.split(kek, shares, threshold, randbelow=self._randbelow)
+        return split_key(kek, shares, threshold, self._randbytes)
 
     async def submit(self, share: bytes) -> bool:
         """Add one share; at the threshold, try to unseal. Returns whether the vault is now unsealed."""
@@ -247,9 +245,6 @@ class ShamirSeal:
             ("put", STORED_KEYS_PATH, self.wrap_root_key(new_key, quorum.root_key)),
             ("put", SEAL_CONFIG_PATH, config.encode()),
         ]
-
-    def _randbelow(self, bound: int) -> int:
-        return _random_below(self._randbytes, bound)
 
 
 class AutoSeal:
