@@ -16,9 +16,9 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 # Debian packages the tests and `make run` need: iptables and iproute2 (partitions inside `unshare -rn`, never the
-# host's rules) and softhsm2 (the PKCS#11 seal). Installed when missing, as CI runs as root; otherwise the
-# command to run is printed.
-DEB_PACKAGES := iptables iproute2 softhsm2
+# host's rules), softhsm2 (the PKCS#11 seal) and faketime (jepsen_lite's clock bump, used only when its probe passes).
+# Installed when missing, as CI runs as root; otherwise the command to run is printed.
+DEB_PACKAGES := iptables iproute2 softhsm2 faketime
 system-packages:
 	@missing=""; for package in $(DEB_PACKAGES); do \
 		dpkg -s $$package >/dev/null 2>&1 || missing="$$missing $$package"; done; \
