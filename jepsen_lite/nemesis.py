@@ -35,6 +35,7 @@ ALL_FAULTS = ("partition-leader", "partition-halves", "partition-ring", "kill-le
 LEADER_FAULTS = ("partition-leader", "kill-leader", "pause-leader", "kill-partition", "clock-bump")
 FIVE_NODE_FAULTS = ("partition-ring", "kill-partition")
 leader_wait_seconds = 10.0  # a window whose leader cannot be found by then is skipped (and recorded)
+leader_settled_seconds = 1.0  # a leader fault waits until the majority's belief has not changed for this long
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,17 +135,21 @@ class Nemesis:
         return self.stopping.wait(max(0.0, when - time.monotonic()))
 
     def _window(self, window: Window) -> dict:
-        leader = self.watch.leader() or self._wait_leader()
+        leader = self._settled_leader()
         if leader is None and window.fault in LEADER_FAULTS:
-            return {"fault": window.fault, "skipped": f"no leader within {leader_wait_seconds:g}s"}
+            return {"fault": window.fault, "skipped": f"no settled leader within {leader_wait_seconds:g}s"}
         apply = getattr(self, "_" + window.fault.replace("-", "_"))
         return apply(window, leader)
 
-    def _wait_leader(self) -> str | None:
+    def _settled_leader(self) -> str | None:
+        """The node a majority has followed for `leader_settled_seconds` and that itself claims leadership.
+
+        Right after a heal a returning node can still force an election; a leader fault aimed at a belief that
+        is about to change would hit a follower, and the window would show no failover at all."""
         deadline = time.monotonic() + leader_wait_seconds
         while time.monotonic() < deadline and not self.stopping.is_set():
-            leader = self.watch.leader()
-            if leader is not None:
+            leader = self.watch.settled_leader(leader_settled_seconds)
+            if leader is not None and self.cluster.claims_leadership(leader):
                 return leader
             time.sleep(0.1)
         return None

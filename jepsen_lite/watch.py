@@ -47,6 +47,15 @@ class LeaderWatch:
         with self._lock:
             return self._majority_leader(time.monotonic())
 
+    def settled_leader(self, seconds: float) -> str | None:
+        """The node a majority follows now and has followed, with no change seen, for at least `seconds`."""
+        with self._lock:
+            now = time.monotonic()
+            leader = self._majority_leader(now)
+            if leader is None or not self._changes or now - self._changes[-1][0] < seconds:
+                return None
+            return leader if self._changes[-1][1] == leader else None
+
     def changes(self) -> list[tuple[float, str | None]]:
         with self._lock:
             return list(self._changes)

@@ -111,3 +111,16 @@ def test_a_silent_leader_stops_counting_once_its_belief_is_stale(stubs):
     servers["n2"].answer = servers["n3"].answer = {"is_self": False, "leader_address": ""}
     assert settled(watch, None)
     assert watch.changes()[-1][1] is None
+
+
+def test_a_settled_leader_is_one_the_majority_has_followed_for_a_while(stubs):
+    servers, watch = stubs
+    lead(servers, "n1", ["n2", "n3"])
+    assert settled(watch, "n1")
+    lead(servers, "n2", ["n1", "n3"])
+    assert settled(watch, "n2")
+    assert watch.settled_leader(1.0) is None  # just changed: a leader fault now could hit the old leader
+    deadline = time.monotonic() + settle_seconds
+    while watch.settled_leader(0.3) is None and time.monotonic() < deadline:
+        time.sleep(poll_interval_seconds)
+    assert watch.settled_leader(0.3) == "n2"
