@@ -69,7 +69,7 @@ def _options(arguments: argparse.Namespace) -> runner.Options:
         profile = dataclasses.replace(profile, seconds=arguments.seconds)
     seed = arguments.seed if arguments.seed is not None else int.from_bytes(os.urandom(4), "big")
     faults = tuple(fault.strip() for fault in arguments.faults.split(",")) if arguments.faults else None
-    return runner.Options(profile, seed, pathlib.Path(arguments.out), arguments.unsafe_stale_reads, faults)
+    return runner.Options(profile, seed, pathlib.Path(arguments.out).resolve(), arguments.unsafe_stale_reads, faults)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,8 @@ class LeaderWatch:
     def stop(self) -> None:
         self._stopping.set()
         for thread in self._threads:
-            thread.join(timeout=poll_timeout_seconds * 4)
+            if thread.ident is not None:  # a run that aborted before the watch started
+                thread.join(timeout=poll_timeout_seconds * 4)
 
     def leader(self) -> str | None:
         """The node a majority follows now, or None."""

@@ -20,7 +20,7 @@ import sys
 
 import pytest
 
-pytestmark = [pytest.mark.timeout(240), pytest.mark.chaos]  # `make chaos`, not `make test` (see Makefile)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.chaos]  # `make chaos` selects these; `make test` runs them too
 
 repo_root = pathlib.Path(__file__).resolve().parents[2]
 seed = 5  # partition-leader, pause-leader, partition-leader, pause-leader, pause-leader (nemesis.plan)
