@@ -65,7 +65,7 @@ def main() -> int:
     parser.add_argument("-w", "--warmup", type=float, default=1.0)
     parser.add_argument("--quiet-wait", type=float, default=0.0)
     parser.add_argument("--top", type=int, default=30)
-    parser.add_argument("--out", default="bench/results/profile")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "profile"))
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(pathlib.Path(sys.executable).parent / "py-spy")
     if not pathlib.Path(spy).exists():

@@ -285,6 +285,33 @@ class _Replica(SyncObj):
         if self._isLeader() and self._SyncObj__getCurrentLogIndex() > before:
             self._SyncObj__sendAppendEntries()  # replicate new entries now, not one appendEntriesPeriod later
 
+    def _SyncObj__onMessageReceived(self, node, message):  # overrides SyncObj.__onMessageReceived (syncobj.py:909)
+        if message.get("type") == "append_entries" and message.get("entries") and "prevLogIdx" in message \
+                and message.get("transmission") is None:
+            message = self._without_held_entries(message)
+        return SyncObj._SyncObj__onMessageReceived(self, node, message)
+
+    def _without_held_entries(self, message: dict) -> dict:
+        """The AppendEntries without the leading entries this log already holds.
+
+        pysyncobj deletes everything after prevLogIdx on every AppendEntries and appends the entries again
+        (syncobj.py:990-1004), even when they are the same. The leader re-sends entries not yet acknowledged
+        each time new ones arrive, so under load every message cost a journal rewrite with two fsyncs on the
+        follower's tick thread. An entry with the same index and term is the same entry (Raft's log matching
+        property), so the held prefix moves into prevLogIdx: the follower's answer and the leader's view of
+        it are unchanged, and a real conflict still truncates from the first entry that differs."""
+        entries = message["entries"]
+        held = 0
+        for _data, index, term in entries:
+            mine = self._SyncObj__getEntries(index, 1)
+            if not mine or mine[0][2] != term:
+                break
+            held += 1
+        if held == 0:
+            return message
+        _data, last_index, last_term = entries[held - 1]
+        return {**message, "prevLogIdx": last_index, "prevLogTerm": last_term, "entries": entries[held:]}
+
     def _refuse_queued_commands(self) -> None:
         queue_ = self._SyncObj__commandsQueue
         while True:

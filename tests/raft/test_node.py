@@ -392,3 +392,26 @@ def test_a_store_failure_stops_the_node_loudly(tmp_path, caplog):
         wait_for(lambda: not node._thread.is_alive(), what="the tick thread to stop")
     finally:
         node.close()
+
+
+def test_a_follower_never_rewrites_its_journal_for_entries_it_already_holds(cluster, monkeypatch):
+    """The leader re-sends unacknowledged entries with each new AppendEntries; without a conflict, no follower
+    may truncate its journal (pysyncobj would, rewriting the journal with fsyncs, once per message)."""
+    truncations = []
+    original = DurableJournal.deleteEntriesFrom
+
+    def counted(journal, from_position):
+        truncations.append(from_position)
+        return original(journal, from_position)
+
+    monkeypatch.setattr(DurableJournal, "deleteEntriesFrom", counted)
+    c = cluster()
+    leader = c.nodes[c.leader()]
+
+    async def many() -> list:
+        return await asyncio.gather(*(leader.submit(put(100 + n, f"many/{n}", b"v"), 5.0) for n in range(60)))
+
+    assert all(result.ok for result in asyncio.run(many()))
+    for store in c.stores:
+        wait_for(lambda store=store: store.get("many/59") == b"v", what="the writes everywhere")
+    assert truncations == []
