@@ -1,29 +1,46 @@
 #!/usr/bin/env python3
 """Three-node KV v2 benchmark: the vaultd Raft cluster against a 3-node etcd and the aiohttp ceiling, one run.
 
-    cluster_bench.py [--seconds 5] [-c 1,8,32,64] [--quick] [--targets ceiling,etcd,vaultd] [--out FILE]
+    cluster_bench.py [--seconds 5] [-c 1,8,32,64] [--quick] [--targets ceiling,etcd,vaultd]
+                     [--memory-keys 100000] [--out FILE]
 
 Every target is driven by ../shared/bench/loadgen.py (the one load generator), 100-byte values over 1,000
 keys, each point --seconds long after a --warmup, one target at a time (the others are stopped):
 1. the ceiling: ../shared/bench/ceiling_server.py serving Vault KV v2 shapes from a dict (no replication);
 2. etcd: ../shared/bench/etcd_cluster.sh start 3 (Debian's etcd-server, fsync on); puts and linearizable
    gets sent to the leader, and serializable gets spread over the three members (`--pick all`);
-3. vaultd: three real processes from vaultd.devcluster (Shamir seal, KV v2 mounted at secret/): puts and
-   linearizable gets on the leader, puts sent to a standby (forwarded to the leader), and gets spread over
-   all three nodes (standbys serve reads locally). loadgen's vault target hits one address, so the spread is
-   one loadgen per node started together with the workers split between them; their ops/s are summed into
-   one `vaultd3-spread` record (its latencies are the worst node's). Spread points need a concurrency >= 3.
+3. vaultd: three real processes from vaultd.devcluster (Shamir seal, KV v2 mounted at secret/, transit at
+   transit/ with key `bench`): puts and linearizable gets on the leader, puts sent to a standby (forwarded to
+   the leader), gets spread over all three nodes (standbys serve reads locally), and transit encrypt of 1 KiB
+   on the leader (transit_bench.py's `vault-transit` loadgen target; etcd has none: its ceiling is the
+   ceiling's POST). loadgen's vault target hits one address, so the spread is one loadgen per node started
+   together with the workers split between them; their ops/s are summed into one `vaultd3-spread` record
+   (its latencies are the worst node's). Spread points need a concurrency >= 3.
+   Elections: the Raft term (sys/storage/raft/autopilot/state) and the leader are read before and after
+   every vaultd point; each record carries raft_term_before/after, and one `elections` record sums them
+   (term A -> B, leader X -> Y). It is reported, never asserted.
+   Memory: after the points, --memory-keys distinct keys of 100 bytes (default 100,000; 0 skips it) are
+   written on the leader at concurrency 64 (bounded: memory_fill_seconds), a last key is read on every node
+   (so all have applied them), then every node's VmRSS and VmHWM (/proc/PID/status) go into a `memory-100k`
+   record, with the 400 MB bound reported as met or not met.
+With wrk installed (apt-get install wrk), ../shared/bench/wrk_bench.py also drives put,get on the etcd and
+vaultd leaders (labels `etcd3-wrk`, `vaultd3-wrk`); without it one line says so.
 
 It prints ratio tables (vaultd ÷ etcd, vaultd ÷ ceiling, spread ÷ leader-only) from the records of this run
-only; `../shared/bench/summarize.py FILE --compare vaultd3:etcd3` works on the --out file. A missing
-/usr/bin/etcd skips the etcd rows with the command that installs it. Servers are started here and stopped
-by PID; every wait is bounded.
+only (cluster_report.py), and with --out writes them as markdown next to it (FILE.md) with a PNG of ops/s
+against concurrency (FILE.png); `../shared/bench/summarize.py FILE --compare vaultd3:etcd3` works on the
+--out file. A missing /usr/bin/etcd skips the etcd rows with the command that installs it. Servers are
+started here and stopped by PID; every wait is bounded.
 """
 
 import argparse
+import asyncio
 import json
+import math
 import os
 import pathlib
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +48,18 @@ import tempfile
 import time
 import traceback
 
+from cluster_report import (
+    LABEL_CEILING,
+    LABEL_ETCD,
+    LABEL_FORWARDED,
+    LABEL_SPREAD,
+    LABEL_VAULTD,
+    MEMORY_LIMIT_MB,
+    WRK_SUFFIX,
+    markdown,
+    plot,
+    report_text,
+)
 from kv_bench import SHARED, free_port, wait_up
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -40,13 +69,18 @@ CEILING_TOKEN = "bench-token"
 ETCD_BINARY = os.environ.get("ETCD", "/usr/bin/etcd")
 ETCD_INSTALL = "apt-get install -y etcd-server etcd-client"
 ETCD_SCRIPT = SHARED / "etcd_cluster.sh"
-LABEL_VAULTD, LABEL_SPREAD, LABEL_FORWARDED = "vaultd3", "vaultd3-spread", "vaultd3-via-standby"
-LABEL_ETCD, LABEL_CEILING = "etcd3", "ceiling-vaultshape"
+TRANSIT_BENCH = pathlib.Path(__file__).resolve().parent / "transit_bench.py"  # registers `vault-transit`
+WRK = shutil.which("wrk")
+MEMORY_PREFIX = "mem/k"
 # Bounds on everything that waits: one loadgen run is warm-up + measured time + prefill (<= 120 s in loadgen).
 loadgen_overhead_seconds = 180
 cluster_ready_seconds = 60
 readable_wait_seconds = 20
 server_stop_seconds = 15
+memory_fill_seconds = 300  # writing the --memory-keys data set
+memory_fill_concurrency = 64
+memory_applied_seconds = 120  # every node applying it after the last write
+request_seconds = 10
 
 assert loadgen_overhead_seconds > 120  # loadgen bounds its own prefill at 120 s
 
@@ -56,7 +90,8 @@ class Skipped(Exception):
 
 
 def loadgen_command(target: str, ops: str, concurrency: str, label: str, pids: list[int], args, extra=()):
-    return [sys.executable, str(SHARED / "loadgen.py"), target, ops, "-c", concurrency, "-d", str(args.seconds),
+    script = [str(TRANSIT_BENCH), "--loadgen"] if target == "vault-transit" else [str(SHARED / "loadgen.py")]
+    return [sys.executable, *script, target, ops, "-c", concurrency, "-d", str(args.seconds),
             "-w", str(args.warmup), "--pids", ",".join(map(str, pids)), "--label", label,
             "--quiet-wait", str(args.quiet_wait), *extra]
 
@@ -130,7 +165,7 @@ def measure_etcd(args) -> list[dict]:
         if spread:
             records += run_loadgen(loadgen_command("etcd", "get-serializable", spread, LABEL_ETCD, pids, args,
                                                    [*where, "--pick", "all"]), runs_of("get", spread), args)
-        return records
+        return records + wrk_points("etcd", LABEL_ETCD, pids, args, [*where, "--pick", "leader"])
     finally:
         etcd_script("stop", "3")
 
@@ -159,16 +194,16 @@ def ready_cluster(devcluster, directory: pathlib.Path):
     return cluster
 
 
-def wait_readable(cluster, key: str) -> None:
-    """Every node serves `key` (standbys apply the log asynchronously); bounded by readable_wait_seconds."""
-    deadline = time.monotonic() + readable_wait_seconds
+def wait_readable(cluster, key: str, seconds: float = readable_wait_seconds) -> None:
+    """Every node serves `key` (standbys apply the log asynchronously); bounded by `seconds`."""
+    deadline = time.monotonic() + seconds
     for node in cluster.node_ids:
         while True:
             response = cluster.request(node, "GET", f"/v1/secret/data/{key}", token=cluster.root_token, timeout=2)
             if response.status == 200:
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{node} does not serve secret/{key} after {readable_wait_seconds} s: "
+                raise RuntimeError(f"{node} does not serve secret/{key} after {seconds:g} s: "
                                    f"HTTP {response.status} {response.body[:200]!r}")
             time.sleep(0.1)
 
@@ -184,24 +219,156 @@ def measure_vaultd(args) -> list[dict]:
 
 
 def vaultd_points(cluster, args) -> list[dict]:
+    """Every vaultd point, one loadgen run each between two readings of the Raft term, then the memory point."""
     pids = [cluster.pid(node) for node in cluster.node_ids]
-    token = ["--token", cluster.root_token]
 
     def on(node: str) -> list[str]:
-        return ["--url", cluster.api_url(node), *token]
+        return ["--url", cluster.api_url(node), "--token", cluster.root_token]
 
     leader = cluster.wait_for_leader(cluster_ready_seconds)
-    records = run_loadgen(loadgen_command("vault", "put,get", args.concurrency, LABEL_VAULTD, pids, args,
-                                          on(leader)), runs_of("put,get", args.concurrency), args)
     standby = next(node for node in cluster.node_ids if node != leader)
-    records += run_loadgen(loadgen_command("vault", "put", args.concurrency, LABEL_FORWARDED, pids, args,
-                                           [*on(standby), "--prefill", "no"]), runs_of("put", args.concurrency), args)
+    enable_transit(cluster, leader)
+    first, records = raft_state(cluster), []
+    for target, op, label, node in [("vault", "put", LABEL_VAULTD, leader), ("vault", "get", LABEL_VAULTD, leader),
+                                    ("vault", "put", LABEL_FORWARDED, standby),
+                                    ("vault-transit", "encrypt", LABEL_VAULTD, leader)]:
+        for number, concurrency in enumerate(args.concurrency.split(",")):
+            prefill = "auto" if number == 0 else "no"  # gets write the 1,000 keys before their first point
+            command = loadgen_command(target, op, concurrency, label, pids, args, [*on(node), "--prefill", prefill])
+            records += watched(cluster, run_loadgen, command, 1, args)
     wait_readable(cluster, "bench/k000000")
     wait_readable(cluster, "bench/k000999")
     for concurrency in spread_concurrency(args.concurrency).split(","):
         if concurrency:
-            records += spread_reads(cluster, int(concurrency), pids, args)
+            records += watched(cluster, spread_reads, cluster, int(concurrency), pids, args)
+    if WRK:
+        records += watched(cluster, wrk_points, "vault", LABEL_VAULTD, pids, args, on(leader))
+    if args.memory_keys:
+        records += watched(cluster, memory_point, cluster, args)
+    return [*records, elections_record(first, raft_state(cluster), records)]
+
+
+def enable_transit(cluster, leader: str) -> None:
+    """transit/ mounted and its key `bench` created, with the root token."""
+    for path, body in [("/v1/sys/mounts/transit", {"type": "transit"}), ("/v1/transit/keys/bench", {})]:
+        response = cluster.request(leader, "POST", path, body, token=cluster.root_token)
+        if response.status not in (200, 204):
+            raise RuntimeError(f"POST {path} on {leader}: HTTP {response.status} {response.body[:200]!r}")
+
+
+def raft_state(cluster) -> dict:
+    """The Raft term (the highest last_term in autopilot's state) and the leader, asked of the active node."""
+    leader = cluster.wait_for_leader(cluster_ready_seconds)
+    state = cluster.request(leader, "GET", "/v1/sys/storage/raft/autopilot/state", token=cluster.root_token)
+    about = cluster.request(leader, "GET", "/v1/sys/leader")
+    if state.status != 200 or about.status != 200:
+        raise RuntimeError(f"raft state from {leader}: HTTP {state.status} {state.body[:200]!r}, "
+                           f"sys/leader HTTP {about.status}")
+    body = state.json()
+    servers = body.get("data", body)["servers"].values()
+    return {"term": max(server["last_term"] for server in servers), "leader": leader,
+            "leader_address": about.json().get("leader_address")}
+
+
+def watched(cluster, measure, *arguments) -> list[dict]:
+    """measure(*arguments)'s records, each with the Raft term read just before and just after it."""
+    before = raft_state(cluster)
+    records = measure(*arguments)
+    after = raft_state(cluster)
+    for record in records:
+        record.update(raft_term_before=before["term"], raft_term_after=after["term"],
+                      raft_elections=after["term"] - before["term"], leader_before=before["leader"],
+                      leader_after=after["leader"])
     return records
+
+
+def elections_record(first: dict, last: dict, records: list[dict]) -> dict:
+    moved = sorted({f"{r.get('label')} {r.get('op')} c={r.get('concurrency')} (+{r['raft_elections']})"
+                    for r in records if r.get("raft_elections")})
+    return {"tool": "cluster_bench", "label": LABEL_VAULTD, "op": "elections",
+            "elections": last["term"] - first["term"], "term_before": first["term"], "term_after": last["term"],
+            "leader_before": first["leader"], "leader_after": last["leader"],
+            "leader_address_before": first["leader_address"], "leader_address_after": last["leader_address"],
+            "points_with_elections": moved}
+
+
+def wrk_points(target: str, label: str, pids: list[int], args, where: list[str]) -> list[dict]:
+    """put,get on the leader driven by ../shared/bench/wrk_bench.py (whole seconds), labelled LABEL-wrk."""
+    if not WRK:
+        return []
+    records = []
+    for op in ("put", "get"):
+        command = [sys.executable, str(SHARED / "wrk_bench.py"), target, op, "-c", args.concurrency,
+                   "-d", str(math.ceil(args.seconds)), "-w", str(math.ceil(args.warmup)),
+                   "--pids", ",".join(map(str, pids)), "--label", label + WRK_SUFFIX,
+                   "--quiet-wait", str(args.quiet_wait), *where, *(["--prefill"] if op == "get" else [])]
+        records += run_loadgen(command, runs_of(op, args.concurrency), args)
+    return records
+
+
+def memory_point(cluster, args) -> list[dict]:
+    """--memory-keys keys written on the leader, applied on every node, then each node's VmRSS and VmHWM."""
+    leader = cluster.wait_for_leader(cluster_ready_seconds)
+    started = time.monotonic()
+    written, errors, samples = asyncio.run(fill(cluster.api_url(leader), cluster.root_token, args.memory_keys))
+    seconds = time.monotonic() - started
+    response = cluster.request(leader, "POST", f"/v1/secret/data/{MEMORY_PREFIX}last", {"data": {"value": "x"}},
+                               token=cluster.root_token)
+    if response.status not in (200, 204):
+        raise RuntimeError(f"writing the last key on {leader}: HTTP {response.status} {response.body[:200]!r}")
+    wait_readable(cluster, f"{MEMORY_PREFIX}last", memory_applied_seconds)  # the log applies in order
+    nodes = {node: process_memory(cluster.pid(node)) for node in cluster.node_ids}
+    largest = max(node["rss_mb"] for node in nodes.values())
+    keys = args.memory_keys
+    record = {"tool": "cluster_bench", "label": LABEL_VAULTD, "op": f"memory-{keys // 1000}k" if keys % 1000 == 0
+              else f"memory-{keys}", "keys": keys, "keys_written": written, "complete": written == keys,
+              "value_size": 100, "fill_concurrency": memory_fill_concurrency, "fill_bound_s": memory_fill_seconds,
+              "fill_seconds": round(seconds, 1), "fill_ops_per_s": round(written / seconds, 1), "errors": errors,
+              "nodes": nodes, "max_rss_mb": largest, "limit_mb": MEMORY_LIMIT_MB, "met": largest <= MEMORY_LIMIT_MB}
+    if samples:
+        record["err_sample"] = samples
+    if written < keys:
+        print(f"memory: only {written:,} of {keys:,} keys were written within {memory_fill_seconds} s "
+              f"({errors} errors): the memory figures are for the smaller data set", file=sys.stderr)
+    return [record]
+
+
+async def fill(url: str, token: str, count: int) -> tuple[int, int, list[str]]:
+    """Write keys mem/k000000.. once each, memory_fill_concurrency at a time, until done or the time bound."""
+    import aiohttp
+
+    value, keys, counts, samples = "v" * 100, iter(range(count)), [0, 0], []
+    deadline = time.monotonic() + memory_fill_seconds
+    timeout = aiohttp.ClientTimeout(total=request_seconds)
+    async with aiohttp.ClientSession(timeout=timeout, headers={"X-Vault-Token": token}) as session:
+
+        async def worker() -> None:
+            for key in keys:
+                if time.monotonic() > deadline:
+                    return
+                try:
+                    async with session.post(f"{url}/v1/secret/data/{MEMORY_PREFIX}{key:06d}",
+                                            json={"data": {"value": value}}) as response:
+                        body = await response.read()
+                        failure = None if response.status in (200, 204) else f"HTTP {response.status} {body[:120]!r}"
+                except (aiohttp.ClientError, TimeoutError) as error:
+                    failure = f"{type(error).__name__}: {error}"[:160]
+                counts[failure is not None] += 1
+                if failure and len(samples) < 3:
+                    samples.append(failure)
+
+        await asyncio.gather(*(worker() for _ in range(memory_fill_concurrency)))
+    return counts[0], counts[1], samples
+
+
+def process_memory(pid: int) -> dict:
+    """VmRSS and VmHWM of `pid` in MB (10^6 bytes)."""
+    fields = {}
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            fields[name] = round(int(value.split()[0]) * 1024 / 1e6, 1)
+    return {"rss_mb": fields["VmRSS"], "hwm_mb": fields["VmHWM"]}
 
 
 def spread_reads(cluster, concurrency: int, pids: list[int], args) -> list[dict]:
@@ -252,55 +419,6 @@ def sum_parts(parts: list[dict], concurrency: int, nodes: list[str]) -> dict:
     return total
 
 
-def ratio(numerator: dict | None, denominator: dict | None) -> str:
-    if not numerator or not denominator or not denominator.get("ops_per_s"):
-        return "-"
-    return f"{numerator['ops_per_s'] / denominator['ops_per_s']:.2f}"
-
-
-def ops(record: dict | None) -> str:
-    return f"{record['ops_per_s']:,.0f}" if record else "-"
-
-
-def latency(record: dict | None, field: str) -> str:
-    return "-" if not record or record.get(field) is None else f"{record[field]:.2f}"
-
-
-def tables(records: list[dict]) -> str:
-    by = {(r.get("label"), r.get("op"), r.get("concurrency")): r for r in records}
-    concurrencies = sorted({r["concurrency"] for r in records if r.get("label") in (LABEL_VAULTD, LABEL_CEILING,
-                                                                                  LABEL_ETCD)})
-    lines = ["vaultd3 (on the leader) vs etcd3 (on the leader) vs the ceiling, same client, same run:", "",
-             "| op | c | vaultd3 ops/s | p50 ms | p99 ms | etcd3 ops/s | vaultd ÷ etcd | ceiling ops/s | "
-             "vaultd ÷ ceiling |", "|---|---|---|---|---|---|---|---|---|"]
-    for op in ("put", "get"):
-        for c in concurrencies:
-            vaultd, etcd, ceiling = by.get((LABEL_VAULTD, op, c)), by.get((LABEL_ETCD, op, c)), \
-                by.get((LABEL_CEILING, op, c))
-            lines.append(f"| {op} | {c} | {ops(vaultd)} | {latency(vaultd, 'p50_ms')} | {latency(vaultd, 'p99_ms')} | "
-                         f"{ops(etcd)} | {ratio(vaultd, etcd)} | {ops(ceiling)} | {ratio(vaultd, ceiling)} |")
-    lines += ["", "reads spread over all three nodes vs reads on the leader only (etcd: serializable gets on all "
-              "members vs linearizable gets on the leader):", "",
-              "| c | leader-only ops/s | spread ops/s | spread ÷ leader | per node | etcd3 spread ÷ leader |",
-              "|---|---|---|---|---|---|"]
-    for c in concurrencies:
-        spread = by.get((LABEL_SPREAD, "get", c))
-        if spread or by.get((LABEL_ETCD, "get-serializable", c)):
-            nodes = " ".join(f"{node}={value:,.0f}" for node, value in (spread or {}).get("nodes", {}).items())
-            lines.append(f"| {c} | {ops(by.get((LABEL_VAULTD, 'get', c)))} | {ops(spread)} | "
-                         f"{ratio(spread, by.get((LABEL_VAULTD, 'get', c)))} | {nodes or '-'} | "
-                         f"{ratio(by.get((LABEL_ETCD, 'get-serializable', c)), by.get((LABEL_ETCD, 'get', c)))} |")
-    lines += ["", "writes sent to a standby (forwarded) vs writes sent to the leader:", "",
-              "| c | via standby ops/s | p99 ms | on leader ops/s | standby ÷ leader |", "|---|---|---|---|---|"]
-    for c in concurrencies:
-        forwarded = by.get((LABEL_FORWARDED, "put", c))
-        if forwarded:
-            lines.append(f"| {c} | {ops(forwarded)} | {latency(forwarded, 'p99_ms')} | "
-                         f"{ops(by.get((LABEL_VAULTD, 'put', c)))} | "
-                         f"{ratio(forwarded, by.get((LABEL_VAULTD, 'put', c)))} |")
-    return "\n".join(lines)
-
-
 MEASURES = {"ceiling": measure_ceiling, "etcd": measure_etcd, "vaultd": measure_vaultd}
 
 
@@ -313,7 +431,9 @@ def main() -> int:
     parser.add_argument("--targets", default="ceiling,etcd,vaultd", help="comma list of ceiling, etcd, vaultd")
     parser.add_argument("--quiet-wait", type=float, default=0.0,
                         help="loadgen waits up to this many s before each point for foreign CPU load to drop")
-    parser.add_argument("--out", help="append the JSON lines here")
+    parser.add_argument("--memory-keys", type=int, default=100_000,
+                        help="keys in the vaultd memory data set (default 100000; 0 skips the memory point)")
+    parser.add_argument("--out", help="append the JSON lines here; the report goes to FILE.md and FILE.png")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.warmup, args.concurrency = 2.0, 0.5, "1,8"
@@ -321,6 +441,9 @@ def main() -> int:
     if unknown := set(targets) - set(MEASURES):
         parser.error(f"unknown targets {sorted(unknown)}; choose from {sorted(MEASURES)}")
     records, skipped, failed = [], [], []
+    if not WRK:
+        skipped.append("wrk is not installed (apt-get install wrk): no wrk rows")
+        print(skipped[-1], file=sys.stderr)
     for name in targets:
         try:
             measured = MEASURES[name](args)
@@ -339,15 +462,25 @@ def main() -> int:
             os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
             with open(args.out, "a") as file:
                 file.writelines(json.dumps(record) + "\n" for record in measured)
-    print()
-    print(tables(records))
-    for line in skipped + failed:
-        print(line)
+    report(records, skipped + failed, args)
     errors = sum(record.get("errors", 0) for record in records)
     if errors:
         print(f"{errors} requests failed", file=sys.stderr)
     return 1 if errors or failed or not records else 0
 
+
+def report(records: list[dict], notes: list[str], args) -> None:
+    """The tables and findings on stdout; with --out, the same as markdown in FILE.md and the plot in FILE.png."""
+    print()
+    print(report_text(records, notes), end="")
+    if not args.out:
+        return
+    stem = pathlib.Path(args.out).with_suffix("")
+    image, text = stem.with_suffix(".png"), stem.with_suffix(".md")
+    drawn = plot(records, image)
+    text.write_text(markdown(records, notes, shlex.join(["bench/cluster_bench.py", *sys.argv[1:]]),
+                             image.name if drawn else None))
+    print(f"report: {text}" + (f", plot: {image}" if drawn else " (nothing to plot)"))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -65,6 +65,7 @@ def main() -> int:
     parser.add_argument("-w", "--warmup", type=float, default=1.0)
     parser.add_argument("--quiet-wait", type=float, default=0.0)
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL (Python CPU)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "profile"))
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(pathlib.Path(sys.executable).parent / "py-spy")
@@ -78,10 +79,12 @@ def main() -> int:
             ready_cluster(devcluster, pathlib.Path(scratch)) as cluster:
         leader = cluster.wait_for_leader(30)
         pids = {node: cluster.pid(node) for node in cluster.node_ids}
-        files = {node: out / f"{args.op}-c{args.concurrency}-{node}{'-leader' if node == leader else ''}.txt"
+        files = {node: out / f"{args.op}-c{args.concurrency}{'-gil' if args.gil else ''}-{node}"
+                             f"{'-leader' if node == leader else ''}.txt"
                  for node in cluster.node_ids}
+        gil = ["--gil"] if args.gil else []
         spies = [subprocess.Popen([spy, "record", "--format", "raw", "--threads", "--nonblocking", "--rate", "200",
-                                   "--duration", str(int(args.seconds + args.warmup + 2)), "--pid", str(pid),
+                                   *gil, "--duration", str(int(args.seconds + args.warmup + 2)), "--pid", str(pid),
                                    "--output", str(files[node])], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL) for node, pid in pids.items()]
         command = loadgen_command("vault", args.op, args.concurrency, "vaultd3-profiled", list(pids.values()), args,

@@ -207,6 +207,10 @@ class _HardenedTransport(TCPTransport):
 
     def _onNewIncomingConnection(self, conn):
         _bound(conn)
+        # pysyncobj sets TCP_NODELAY only on the sockets it connects (tcp_connection.py:122). Messages flow both
+        # ways on one connection, so the accepted end otherwise holds each small reply back under Nagle's
+        # algorithm until the previous segment is acknowledged.
+        conn._TcpConnection__socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super()._onNewIncomingConnection(conn)
 
     def _connectIfNecessarySingle(self, node):
