@@ -6,6 +6,7 @@ unauthorised request for a path that does not exist is refused (403), not told i
 """
 
 import dataclasses
+import functools
 import os
 from collections.abc import Callable
 
@@ -36,6 +37,15 @@ TOKEN_SALT_PATH = "core/token-salt"
 POLICY_PREFIX = "sys/policy/"  # PolicyStore's view
 # Logical paths served without a token (Vault's PathsSpecial.Unauthenticated); each checks what it must.
 unauthenticated_prefixes = ("sys/internal/ui/mounts", "sys/wrapping/lookup")
+
+
+@functools.cache
+def _sudo_patterns() -> tuple[frozenset[str], tuple[str, ...]]:
+    """system.sudo_paths split once into exact paths and `*` prefixes (imported late: system imports core)."""
+    from .system import sudo_paths
+
+    exact = frozenset(path for path in sudo_paths if not path.endswith("*"))
+    return exact, tuple(path[:-1] for path in sudo_paths if path.endswith("*"))
 
 
 def _is_login(mount: MountEntry | None, path: str) -> bool:
@@ -368,7 +378,9 @@ class Core:
             raise errors.UnsupportedPath(f'no handler for route "{request.path}". route entry not found.')
         audit_request = self.audit.request_entry(request_id, request, entry, mount)
         await self.audit.log(audit_request)
-        if entry is not None and await self.tokens.use(request.token) is None:  # spent before the request runs
+        # A limited-use token is spent before the request runs (strict under concurrency); an unlimited one has
+        # nothing to spend, and its lookup above already checked it, as Vault's UseToken does.
+        if entry is not None and entry.num_uses != 0 and await self.tokens.use(request.token) is None:
             raise errors.PermissionDenied()
         response = await backend.handle(engine_request)
         if response is not None and response.auth is not None and _is_login(mount, request.path):
@@ -421,6 +433,5 @@ class Core:
 
     @staticmethod
     def _needs_sudo(path: str) -> bool:
-        from .system import sudo_paths
-
-        return any(path == p or (p.endswith("*") and path.startswith(p[:-1])) for p in sudo_paths)
+        exact, prefixes = _sudo_patterns()
+        return path in exact or path.startswith(prefixes)

@@ -208,7 +208,10 @@ async def save_metadata(storage: StorageView, path: str, meta: KeyMetadata) -> N
 
 def metadata_op(path: str, meta: KeyMetadata) -> tuple[str, str, bytes]:
     """The transaction op that stores `meta`."""
-    return ("put", metadata_key(path), encode(dataclasses.asdict(meta)))
+    # Shallow copies of the two plain dataclasses: what dataclasses.asdict gives, without its deep copy (a
+    # profile of KV v2 writes found asdict's recursion among the larger costs of the request path).
+    record = {**vars(meta), "versions": {number: vars(version) for number, version in meta.versions.items()}}
+    return ("put", metadata_key(path), encode(record))
 
 
 async def load_version(storage: StorageView, path: str, version: int) -> dict:
