@@ -122,17 +122,23 @@ class LogStore:
             fileops.unlock(lock_handle)
 
     def _load(self, repair: bool = False) -> None:
-        self.generation = open_current(self._fileops, self._directory)
-        self.generation_dir = os.path.join(self._directory, generation_name(self.generation))
-        loaded = load_generation(self._fileops, self.generation_dir, repair)
-        self._index = loaded.index
-        self._segments: dict[int, SegmentInfo] = loaded.segments
-        self._applied_index = loaded.applied_index  # invariant: every entry up to here is applied
-        self._applied_term = loaded.applied_term
-        self._next_segment_id = loaded.next_segment_id
-        for segment_id in self._segments:
-            path = os.path.join(self.generation_dir, segment_name(segment_id))
-            self._readers[segment_id] = self._fileops.open_read(path)
+        """Load the current generation. Readers see the old generation or the new one, never a mix: a `get`
+        during `restore` found an index entry whose segment's reader was already gone (jepsen_lite, KeyError)."""
+        generation = open_current(self._fileops, self._directory)
+        generation_dir = os.path.join(self._directory, generation_name(generation))
+        loaded = load_generation(self._fileops, generation_dir, repair)
+        readers = {segment_id: self._fileops.open_read(os.path.join(generation_dir, segment_name(segment_id)))
+                   for segment_id in loaded.segments}
+        with self._state_lock:
+            old_readers, self._readers = self._readers, readers
+            self.generation, self.generation_dir = generation, generation_dir
+            self._index = loaded.index
+            self._segments: dict[int, SegmentInfo] = loaded.segments
+            self._applied_index = loaded.applied_index  # invariant: every entry up to here is applied
+            self._applied_term = loaded.applied_term
+            self._next_segment_id = loaded.next_segment_id
+        for fd in old_readers.values():
+            self._fileops.close(fd)
         self._active: SegmentWriter | None = None
         self._start_active_segment()
 
@@ -301,8 +307,8 @@ class LogStore:
         with self._maintenance_lock, self._write_lock:
             self._check_writable()
             snapshot.install(self._fileops, self._directory, fileobj, self.segment_bytes_max)
-            with self._state_lock:
-                self._close_segments()
+            self._active.close()  # readers keep serving the old generation until `_load` swaps them
+            self._active = None
             try:
                 self._load()
             except BaseException as error:
