@@ -633,6 +633,8 @@ class RaftNode:
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
+            # The outcome may still arrive (NotLeader after an election): nobody awaits it any more.
+            future.add_done_callback(_retrieve_outcome)
             raise ProposalTimeout(f"no result within {timeout} s; the outcome is unknown") from None
         finally:
             with self._pending_lock:
@@ -889,6 +891,12 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return False
+
+
+def _retrieve_outcome(future: asyncio.Future) -> None:
+    """Mark a late outcome as seen, so that asyncio does not log 'Future exception was never retrieved'."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _post(loop: asyncio.AbstractEventLoop, future: asyncio.Future, result, error) -> None:

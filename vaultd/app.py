@@ -19,6 +19,7 @@ from .clock import SystemClock
 from .cluster import ClusterPhysical, RaftCluster
 from .config import ClusterConfig, NodeConfig
 from .core.core import Core, LogicalRequest, NodeInfo
+from .core.ha import StandbyWrite
 from .core.physical import LocalPhysical
 from .core.pkcs11_seal import Pkcs11Wrapper
 from .core.seal import SealUnavailable
@@ -113,6 +114,9 @@ async def maintain(core: Core) -> None:
         await asyncio.sleep(limits.maintenance_interval_seconds)
         try:
             revoked = await core.maintenance_pass()
+        except StandbyWrite:  # leadership moved during the pass: the new active node runs its own
+            logger.info("maintenance pass stopped: this node is no longer the active node")
+            continue
         except Exception:
             logger.exception("maintenance pass failed; retrying next interval")
             continue
