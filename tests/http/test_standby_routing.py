@@ -90,3 +90,54 @@ def test_a_write_refused_from_stale_state_goes_to_the_active_node_and_a_read_ref
     assert outcome["written"] == (200, {"data": {"version": 12}})
     assert outcome["seen"] == [("POST", "/v1/secret/data/x", b'{"options": {"cas": 11}, "data": {"v": 1}}')]
     assert outcome["refused"] == (400, {"errors": ["bad query"]})  # a read's own refusal is answered here
+
+
+async def client_leaves_mid_body() -> tuple[list, list]:
+    """A POST whose client closes the connection before its declared body arrived, sent to a standby."""
+    seen, raised = [], []
+
+    async def active(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        return web.json_response({})
+
+    @web.middleware
+    async def record(request, handler):
+        try:
+            return await handler(request)
+        except BaseException as error:
+            raised.append(error)
+            raise
+
+    active_app = web.Application()
+    active_app.router.add_route("*", "/{path:.*}", active)
+    active_port, standby_port = free_port(), free_port()
+    standby_app = web.Application(middlewares=[errors_as_vault_does, record])  # record sees what standby raised
+    standby_app[CORE] = types.SimpleNamespace(
+        ha=StandbyHa(f"http://127.0.0.1:{active_port}"), barrier=types.SimpleNamespace(sealed=False),
+        node=types.SimpleNamespace(api_addr=f"http://127.0.0.1:{standby_port}"))
+    install_standby(standby_app, f"http://127.0.0.1:{standby_port}")
+    standby_app.router.add_route("*", "/v1/{path:.*}", refuse)
+    runners = [web.AppRunner(active_app), web.AppRunner(standby_app)]
+    for runner, port in zip(runners, (active_port, standby_port), strict=True):
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", standby_port)
+        writer.write(b"POST /v1/secret/data/x HTTP/1.1\r\nHost: standby\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"data\": ")
+        await writer.drain()
+        writer.close()
+        for _ in range(500):  # bounded: the standby notices the closed connection within milliseconds
+            if raised:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+    return seen, raised
+
+
+def test_a_client_that_leaves_mid_body_is_not_forwarded_and_is_no_internal_error():
+    seen, raised = asyncio.run(client_leaves_mid_body())
+    assert seen == []  # nothing reached the active node
+    assert [type(error) for error in raised] == [InvalidRequest]  # a 400, not a ConnectionResetError (a 500)

@@ -73,7 +73,7 @@ async def standby_middleware(request: web.Request, handler) -> web.StreamRespons
         return await _to_active(request, handler)
     if (forwarded := await _index_or_forward(request, handler, ha)) is not None:
         return forwarded
-    await request.read()  # kept, so that the request can be replayed on the active node
+    await _read_body(request)  # kept, so that the request can be replayed on the active node
     tracker = WriteTracker(standby=True)
     token = write_tracker.set(tracker)
     try:
@@ -161,12 +161,22 @@ def _redirect(request: web.Request, leader: str | None) -> web.Response:
     return web.Response(status=307, headers={"Location": leader + request.path_qs})
 
 
+async def _read_body(request: web.Request) -> bytes:
+    """The whole body (aiohttp keeps it for later reads), or InvalidRequest when the client left before it came:
+    there is nothing to forward and nobody to answer, which is no internal error."""
+    try:
+        return await request.read()
+    except ConnectionResetError:
+        logger.info("%s %s: the client closed the connection before its body arrived", request.method, request.path)
+        raise InvalidRequest("the client closed the connection before its request body arrived") from None
+
+
 async def _forward(request: web.Request, leader: str | None) -> web.StreamResponse:
     if leader is None:
         raise NoActiveNode()
     headers = {name: value for name, value in request.headers.items() if name.lower() not in _dropped_request_headers}
     headers[FORWARDED_BY] = request.app[CORE].node.api_addr
-    body = await request.read()
+    body = await _read_body(request)
     session = request.app[FORWARDER].session()
     try:
         async with session.request(request.method, leader + request.path_qs, headers=headers, data=body,
