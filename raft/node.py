@@ -37,18 +37,18 @@ fails if an upgrade breaks any of these hardenings.
    (592-597), and binds in the background; with manual ticking the constructor binds synchronously and fails
    (`maxBindRetries`) when the port is taken, and fatal errors stop the loop.
 5. Snapshots (hardening 5): log compaction is on, and a snapshot is our store's export stream, never a pickle.
-   `fullDumpFile` is `snapshot_path` and the `serializer`/`deserializer` hooks are `_write_snapshot` and
-   `_load_snapshot` (raft/snapshot.py has the file format and what pysyncobj passes). With a custom serializer
-   pysyncobj neither forks nor pickles `SyncObj.__dict__` (syncobj.py:1460-1470 passes data[0]=None, and
-   serializer.py:88 hands only `(last, prev, cluster)` to the hook). Compaction triggers when the journal holds
-   more than `compaction_min_entries` entries or `compaction_min_seconds` have passed with new applies
-   (syncobj.py:1436). `_write_snapshot` runs on the tick thread between applies, so the export (which takes its
-   own consistent view as well) is exactly the applied state; it blocks ticking while it runs, which is fine
-   for a store of tens of MB (reference §4.4, "simpler alternative") and not for a large one: the manifest of
-   hard-linked segments fetched in the background (DESIGN.md) is not built. Files beside `snapshot_path`:
-   `.tmp` (pysyncobj's, renamed over it after the hook returns), `.1.tmp` (a snapshot arriving from the
-   leader), and `.good`, our hard link to the last verified snapshot, made durable (fsync of file and
-   directory) before the hook returns, i.e. before pysyncobj drops journal entries. At start, when
+   `fullDumpFile` is `snapshot_path`; the serializer and serializeChecker hooks are BackgroundSnapshots'
+   `start` and `check` (raft/background_snapshot.py: the stream is written by a thread of its own, so the tick
+   thread keeps sending heartbeats, and pysyncobj compacts only once `check` has renamed the finished,
+   fsynced file into place), and the deserializer is `_load_snapshot` (raft/snapshot.py has the file format
+   and what pysyncobj passes). With a custom serializer pysyncobj neither forks nor pickles
+   `SyncObj.__dict__` (syncobj.py:1460-1470 passes data[0]=None, and serializer.py:88 hands only
+   `(last, prev, cluster)` to the hook). Compaction triggers when the journal holds more than
+   `compaction_min_entries` entries or `compaction_min_seconds` have passed with new applies
+   (syncobj.py:1436). The export takes the store's view when the thread starts, at or past the position
+   pysyncobj gave. Files beside `snapshot_path`: `.bg.tmp` (ours, being written), `.1.tmp` (a snapshot
+   arriving from the leader), and `.good`, our hard link to the last verified snapshot, made durable before
+   `check` answers SUCCESS, i.e. before pysyncobj drops journal entries. At start, when
    `snapshot_path` is missing or is not `.good` (a crash between pysyncobj's rename and our load),
    `.good` is put back. `_load_snapshot` restores the store only when it is behind the snapshot (the store is
    durable: at a restart it is usually ahead) and then reloads the state machine. A defective snapshot
@@ -109,6 +109,7 @@ from pysyncobj.tcp_connection import TcpConnection
 from pysyncobj.transport import TCPTransport
 
 from . import limits, snapshot
+from .background_snapshot import BackgroundSnapshots
 from .command import Command, encode
 from .errors import CommandRejected, FatalApplyError, NotLeader, ProposalTimeout, QueueFull, RaftError
 from .journal import DurableJournal, JournalError
@@ -130,6 +131,7 @@ _membership_command_type = b"\x02"  # pysyncobj's _COMMAND_TYPE.MEMBERSHIP
 # this, or when this much time has passed with new applies. Tests pass small values.
 COMPACTION_MIN_ENTRIES = 5000
 COMPACTION_MIN_SECONDS = 300.0
+snapshot_close_wait_seconds = 30.0  # a background snapshot being written when the node closes
 step_down_resend_seconds = 1.0  # a TimeoutNow the target did not act on (a lost message) is sent again after this
 
 
@@ -400,6 +402,7 @@ class RaftNode:
         self._membership_idle = threading.Event()
         self._membership_idle.set()
         self._recover_snapshot_file()
+        self._snapshots = BackgroundSnapshots(self._snapshot_path, store, self._link_good)
         conf = SyncObjConf(
             password=cluster_key,
             bindAddress=self_addr,
@@ -420,7 +423,8 @@ class RaftNode:
             logCompactionMinEntries=compaction_min_entries,
             logCompactionMinTime=compaction_min_seconds,
             fullDumpFile=self._snapshot_path,
-            serializer=self._write_snapshot,
+            serializer=self._snapshots.start,
+            serializeChecker=self._snapshots.check,
             deserializer=self._load_snapshot,
             appendEntriesBatchSizeBytes=1 << 20,
         )
@@ -515,21 +519,11 @@ class RaftNode:
     def _good_snapshot_path(self) -> str:
         return self._snapshot_path + ".good"
 
-    def _write_snapshot(self, path: str, data) -> None:
-        """pysyncobj's `serializer(fullDumpFile + ".tmp", (last, prev, cluster))`; it renames `path` afterwards."""
-        last, prev, cluster = data
-        position = snapshot.RaftPosition(tuple(last), tuple(prev), tuple(sorted(member.id for member in cluster)))
-        try:
-            count = snapshot.write(path, self._store, position)
-            self._link_good(path)
-        except Exception:  # pysyncobj swallows it (state FAILED) and retries at the next trigger
-            logger.exception("raft: snapshot at index %d failed on %s", position.last[1], self._self_addr)
-            raise
-        logger.info("raft: snapshot at index %d (%d keys) on %s", position.last[1], count, self._self_addr)
-
     def _load_snapshot(self, path: str):
         """pysyncobj's `deserializer(fullDumpFile)`: install our store's stream, return `(last, prev, cluster)`."""
         received = not _same_file(path, self._good_snapshot_path)
+        if received:
+            self._snapshots.installed_elsewhere()  # one of ours being written is now stale
         try:
             result = snapshot.load(path, self._store, self._state_machine)
         except Exception as error:
@@ -879,6 +873,7 @@ class RaftNode:
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join()
+        self._snapshots.close(snapshot_close_wait_seconds)
         self._fail_pending(ProposalTimeout("the raft node closed; the outcome is unknown"))
 
 

@@ -10,6 +10,8 @@ import collections
 import io
 import os
 import pickle
+import threading
+import time
 
 import msgpack
 import pytest
@@ -276,3 +278,55 @@ def test_a_corrupted_own_snapshot_at_start_stops_the_node(cluster, loads):
     wait_for(lambda: node.fatal_error is not None, what="the node to stop")
     assert isinstance(node.fatal_error, SnapshotError)
     assert c.stores[follower].get("secret/k0001") is None and not node.is_leader()
+
+
+class _GatedStore(MemoryBackend):
+    """A store whose snapshot export waits at a gate: a snapshot that takes as long as the test wants."""
+
+    def __init__(self, gate: threading.Event, started: threading.Event):
+        super().__init__()
+        self.gate, self.started = gate, started
+
+    def export_snapshot(self, fileobj):
+        self.started.set()
+        assert self.gate.wait(20), "the test never opened the gate"
+        return super().export_snapshot(fileobj)
+
+
+def test_a_snapshot_being_written_stops_neither_heartbeats_nor_commits(cluster):
+    """A large store takes seconds to export. Written on the tick thread, that stopped the heartbeats and
+    cost a leader election (`make bench-cluster`, 100,000 keys). The export now runs on a thread of its own:
+    while it is held, the leader keeps its term and commits writes, and the journal is cut only once the
+    snapshot file is in place."""
+    gate, started = threading.Event(), threading.Event()
+    c = cluster()
+    for i in range(len(c.nodes)):  # the same nodes, restarted over gated stores
+        c.stop(i)
+        c.stores[i] = _GatedStore(gate, started)
+        c.start(i)
+    leader = c.leader()
+    term = c.nodes[leader].term
+    try:
+        write_many(c, leader, 1, 2 * THRESHOLD)
+        assert started.wait(10), "no snapshot was started"
+        held_until = time.monotonic() + 4 * FAST.election_max_seconds
+        written = 2 * THRESHOLD
+        while time.monotonic() < held_until:  # exports held for several election timeouts
+            written += 1
+            assert submit(c.nodes[leader], put(written, f"secret/k{written:04d}", b"v"), timeout=2.0).ok
+        assert c.nodes[leader].term == term and c.nodes[leader].is_leader()
+        assert not os.path.exists(c.nodes[leader].snapshot_path)  # nothing renamed into place yet
+        assert c.nodes[leader].journal_length > written  # so nothing was compacted away
+    finally:
+        gate.set()
+    for node in c.nodes:  # no more writes: every node's snapshots settle, the last one in place
+        wait_for(lambda node=node: _settled_snapshot(node) and node.journal_length <= written,
+                 what="a snapshot in place and the journal cut on every node")
+
+
+def _settled_snapshot(node: RaftNode) -> bool:
+    path = node.snapshot_path
+    try:
+        return not os.path.exists(path + ".bg.tmp") and os.path.samefile(path, path + ".good")
+    except FileNotFoundError:  # the first one not written yet
+        return False
