@@ -54,8 +54,10 @@ class BackgroundSnapshots:
         with contextlib.suppress(FileNotFoundError):
             os.remove(self._work_path)  # left by a crash mid-write: never complete, never renamed
 
-    def start(self, _pysyncobj_tmp_path: str, data) -> None:
+    def start(self, pysyncobj_tmp_path: str, data) -> None:
         """pysyncobj's serializer hook: `data` is `(last, prev, cluster)`. Returns at once."""
+        with contextlib.suppress(FileNotFoundError):  # a stale one would be renamed over the snapshot by pysyncobj
+            os.remove(pysyncobj_tmp_path)
         if self._thread is not None:  # pysyncobj asks only after SUCCESS or FAILED; be safe anyway
             return
         last, prev, cluster = data
