@@ -12,11 +12,12 @@ serializer.py:28-34; syncobj.py:1421-1434):
   the position: raft/snapshot.load accepts that, and the replay skips what the store already holds.
 - The hook does not create pysyncobj's `.tmp`, so pysyncobj's own rename fails quietly (its state becomes
   "failed", which the checker overrides), and it never renames a file that is still being written.
-- `check` is the serializeChecker, also on the tick thread. While the thread runs it answers SERIALIZING:
+- `check` is the serializeChecker (through raft/node.py, which maps its answers to pysyncobj's
+  SERIALIZER_STATE), also on the tick thread. While the thread runs it answers WRITING (SERIALIZING):
   pysyncobj neither compacts nor starts another snapshot. When the thread is done, the file is renamed over the
   snapshot path (the directory is fsynced) and `on_installed` runs (the node links `.good`). Only then does it
-  answer SUCCESS, and only then does pysyncobj drop the journal entries the snapshot covers. A failed write
-  answers FAILED: pysyncobj logs it, keeps its journal, and tries again at the next trigger.
+  answer INSTALLED (SUCCESS), and only then does pysyncobj drop the journal entries the snapshot covers. A
+  failed write answers FAILED: pysyncobj logs it, keeps its journal, and tries again at the next trigger.
 - A snapshot received from the leader while ours is being written (`installed_elsewhere`, called by the
   node's deserializer) makes ours stale. It is discarded rather than renamed over the newer one.
 - Every file operation on the snapshot path happens on the tick thread, as pysyncobj's own do, so a received
@@ -31,13 +32,13 @@ import os
 import threading
 from collections.abc import Callable
 
-from pysyncobj.config import SERIALIZER_STATE
-
 from . import snapshot
 
 logger = logging.getLogger(__name__)
 
 work_suffix = ".bg.tmp"
+# What `check` answers; raft/node.py (the one module that imports pysyncobj) maps them to SERIALIZER_STATE.
+IDLE, WRITING, INSTALLED, FAILED = "idle", "writing", "installed", "failed"
 
 
 class BackgroundSnapshots:
@@ -73,17 +74,17 @@ class BackgroundSnapshots:
         except BaseException as error:  # reported by `check` on the tick thread
             self._outcome = error
 
-    def check(self) -> int:
+    def check(self) -> str:
         """pysyncobj's serializeChecker, on the tick thread."""
         if self._thread is None:
-            return SERIALIZER_STATE.NOT_SERIALIZING
+            return IDLE
         if self._thread.is_alive():
-            return SERIALIZER_STATE.SERIALIZING
+            return WRITING
         self._thread.join()
         self._thread = None
         return self._finish()
 
-    def _finish(self) -> int:
+    def _finish(self) -> str:
         index = self._position.last[1]
         if isinstance(self._outcome, BaseException):
             logger.error("raft: snapshot at index %d failed: %r", index, self._outcome)
@@ -100,12 +101,12 @@ class BackgroundSnapshots:
             logger.error("raft: installing the snapshot at index %d failed: %r", index, error)
             return self._discard()
         logger.info("raft: snapshot at index %d (%d keys), written in the background", index, self._outcome)
-        return SERIALIZER_STATE.SUCCESS
+        return INSTALLED
 
-    def _discard(self) -> int:
+    def _discard(self) -> str:
         with contextlib.suppress(FileNotFoundError):
             os.remove(self._work_path)
-        return SERIALIZER_STATE.FAILED
+        return FAILED
 
     def installed_elsewhere(self) -> None:
         """A snapshot from the leader replaced the store and the snapshot file: one being written is stale."""

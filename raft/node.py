@@ -101,14 +101,14 @@ from collections.abc import Callable, Iterable, Mapping
 
 from pysyncobj import syncobj as _pso_syncobj
 from pysyncobj import tcp_connection as _pso_tcp_connection
-from pysyncobj.config import FAIL_REASON, SyncObjConf
+from pysyncobj.config import FAIL_REASON, SERIALIZER_STATE, SyncObjConf
 from pysyncobj.node import TCPNode
 from pysyncobj.poller import POLL_EVENT_TYPE
 from pysyncobj.syncobj import SyncObj, replicated
 from pysyncobj.tcp_connection import TcpConnection
 from pysyncobj.transport import TCPTransport
 
-from . import limits, snapshot
+from . import background_snapshot, limits, snapshot
 from .background_snapshot import BackgroundSnapshots
 from .command import Command, encode
 from .errors import CommandRejected, FatalApplyError, NotLeader, ProposalTimeout, QueueFull, RaftError
@@ -117,6 +117,13 @@ from .keyfile import key_bytes
 from .state_machine import ApplyResult, StateMachine
 
 logger = logging.getLogger(__name__)
+
+_serializer_states = {
+    background_snapshot.IDLE: SERIALIZER_STATE.NOT_SERIALIZING,
+    background_snapshot.WRITING: SERIALIZER_STATE.SERIALIZING,
+    background_snapshot.INSTALLED: SERIALIZER_STATE.SUCCESS,
+    background_snapshot.FAILED: SERIALIZER_STATE.FAILED,
+}
 
 # Largest frame accepted from a peer: one command plus pysyncobj's framing, zlib (which may grow incompressible
 # data slightly), and Fernet's base64 (4/3), with room for the AppendEntries batch around it.
@@ -424,7 +431,7 @@ class RaftNode:
             logCompactionMinTime=compaction_min_seconds,
             fullDumpFile=self._snapshot_path,
             serializer=self._snapshots.start,
-            serializeChecker=self._snapshots.check,
+            serializeChecker=self._snapshot_state,
             deserializer=self._load_snapshot,
             appendEntriesBatchSizeBytes=1 << 20,
         )
@@ -518,6 +525,10 @@ class RaftNode:
     @property
     def _good_snapshot_path(self) -> str:
         return self._snapshot_path + ".good"
+
+    def _snapshot_state(self) -> int:
+        """pysyncobj's serializeChecker: BackgroundSnapshots' answer in pysyncobj's terms."""
+        return _serializer_states[self._snapshots.check()]
 
     def _load_snapshot(self, path: str):
         """pysyncobj's `deserializer(fullDumpFile)`: install our store's stream, return `(last, prev, cluster)`."""
