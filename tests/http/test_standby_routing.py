@@ -51,17 +51,13 @@ async def refuse(request: web.Request) -> web.Response:
     raise InvalidRequest("bad query")
 
 
-async def scenario() -> dict:
-    seen = []
-
-    async def active(request: web.Request) -> web.Response:
-        seen.append((request.method, request.path, await request.read()))
-        return web.json_response({"data": {"version": 12}})
-
+async def serve(active, middlewares: list) -> tuple[list[web.AppRunner], int]:
+    """A stub active node answering with `active`, and a standby (our middleware, the `refuse` handler) in front
+    of it; returns the runners to clean up and the standby's port."""
     active_app = web.Application()
     active_app.router.add_route("*", "/{path:.*}", active)
     active_port, standby_port = free_port(), free_port()
-    standby_app = web.Application(middlewares=[errors_as_vault_does])
+    standby_app = web.Application(middlewares=middlewares)
     standby_app[CORE] = types.SimpleNamespace(
         ha=StandbyHa(f"http://127.0.0.1:{active_port}"), barrier=types.SimpleNamespace(sealed=False),
         node=types.SimpleNamespace(api_addr=f"http://127.0.0.1:{standby_port}"))
@@ -71,6 +67,17 @@ async def scenario() -> dict:
     for runner, port in zip(runners, (active_port, standby_port), strict=True):
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runners, standby_port
+
+
+async def scenario() -> dict:
+    seen = []
+
+    async def active(request: web.Request) -> web.Response:
+        seen.append((request.method, request.path, await request.read()))
+        return web.json_response({"data": {"version": 12}})
+
+    runners, standby_port = await serve(active, [errors_as_vault_does])
     try:
         async with aiohttp.ClientSession() as client:
             url = f"http://127.0.0.1:{standby_port}/v1/secret/data/x"
@@ -108,19 +115,7 @@ async def client_leaves_mid_body() -> tuple[list, list]:
             raised.append(error)
             raise
 
-    active_app = web.Application()
-    active_app.router.add_route("*", "/{path:.*}", active)
-    active_port, standby_port = free_port(), free_port()
-    standby_app = web.Application(middlewares=[errors_as_vault_does, record])  # record sees what standby raised
-    standby_app[CORE] = types.SimpleNamespace(
-        ha=StandbyHa(f"http://127.0.0.1:{active_port}"), barrier=types.SimpleNamespace(sealed=False),
-        node=types.SimpleNamespace(api_addr=f"http://127.0.0.1:{standby_port}"))
-    install_standby(standby_app, f"http://127.0.0.1:{standby_port}")
-    standby_app.router.add_route("*", "/v1/{path:.*}", refuse)
-    runners = [web.AppRunner(active_app), web.AppRunner(standby_app)]
-    for runner, port in zip(runners, (active_port, standby_port), strict=True):
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+    runners, standby_port = await serve(active, [errors_as_vault_does, record])  # record sees what standby raised
     try:
         _, writer = await asyncio.open_connection("127.0.0.1", standby_port)
         writer.write(b"POST /v1/secret/data/x HTTP/1.1\r\nHost: standby\r\nContent-Type: application/json\r\n"
