@@ -11,14 +11,12 @@ which ops/s alone cannot.
 """
 
 import argparse
-import json
 import os
 import pathlib
-import subprocess
 import sys
 import tempfile
 
-from cluster_bench import SHARED, ready_cluster
+from cluster_bench import loadgen_command, ready_cluster, run_loadgen
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -37,13 +35,14 @@ def thread_cpu(pid: int) -> dict[str, float]:
 
 
 def loadgen(cluster, leader: str, args, seconds: float, warmup: float) -> dict:
-    command = [sys.executable, str(SHARED / "loadgen.py"), "vault", args.op, "-c", str(args.concurrency),
-               "-d", str(seconds), "-w", str(warmup), "--url", cluster.api_url(leader),
-               "--token", cluster.root_token]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + warmup + 180)
-    records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not records:
-        raise RuntimeError(f"loadgen failed: {done.stderr.strip()[-400:]}")
+    """One point through cluster_bench's loadgen helpers (their time budget and error handling)."""
+    point = argparse.Namespace(seconds=seconds, warmup=warmup, quiet_wait=0.0)
+    pids = [cluster.pid(node) for node in cluster.node_ids]
+    command = loadgen_command("vault", args.op, str(args.concurrency), "vaultd3-cpu", pids, point,
+                              ["--url", cluster.api_url(leader), "--token", cluster.root_token])
+    records = run_loadgen(command, 1, point)
+    if not records:
+        raise RuntimeError("loadgen printed no record")
     return records[0]
 
 
